@@ -1,0 +1,339 @@
+/*
+ * onnxserve: load ONNX models once and run inference requests on a fixed pool of threads.
+ *
+ * Every exported symbol starts with oxs_. All state hangs off an oxs_server_t, so several
+ * servers can live in one process. The library never prints, aborts or creates a thread after
+ * oxs_server_create returns; it reports through return codes and an optional log callback.
+ *
+ * Threads: functions marked "any thread" may be called concurrently. Completion callbacks run
+ * on an inference worker thread and must not block for long.
+ */
+#ifndef ONNXSERVE_H
+#define ONNXSERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OXS_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. The numbers never change meaning; new codes are appended.
+ * X(code, name, default message)
+ */
+#define OXS_STATUS_TABLE(X)                                                     \
+    X(OXS_OK, 0, "ok")                                                          \
+    X(OXS_ERR_INVALID_ARGUMENT, 1, "invalid argument")                          \
+    X(OXS_ERR_NOT_FOUND, 2, "not found")                                        \
+    X(OXS_ERR_UNAVAILABLE, 3, "unavailable")                                    \
+    X(OXS_ERR_QUEUE_FULL, 4, "request queue is full")                           \
+    X(OXS_ERR_TOO_LARGE, 5, "too large")                                        \
+    X(OXS_ERR_UNSUPPORTED, 6, "unsupported")                                    \
+    X(OXS_ERR_OUT_OF_MEMORY, 7, "out of memory")                                \
+    X(OXS_ERR_SHUTTING_DOWN, 8, "server is shutting down")                      \
+    X(OXS_ERR_RUNTIME, 9, "inference failed")                                   \
+    X(OXS_ERR_INTERNAL, 10, "internal error")
+
+typedef enum oxs_status {
+#define OXS__STATUS_ENUM(code, number, message) code = number,
+    OXS_STATUS_TABLE(OXS__STATUS_ENUM)
+#undef OXS__STATUS_ENUM
+} oxs_status_t;
+
+/* Returns the enum name of a status ("OXS_ERR_NOT_FOUND"), or "OXS_UNKNOWN". Any thread. */
+const char *oxs_status_name(oxs_status_t status);
+/* Returns the default message of a status ("not found"). Any thread. */
+const char *oxs_status_message(oxs_status_t status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Datatypes, named as the KServe v2 protocol names them.
+ * X(code, protocol name, element size in bytes)
+ */
+#define OXS_DATATYPE_TABLE(X)                                                   \
+    X(OXS_DT_INVALID, "INVALID", 0)                                             \
+    X(OXS_DT_BOOL, "BOOL", 1)                                                   \
+    X(OXS_DT_UINT8, "UINT8", 1)                                                 \
+    X(OXS_DT_UINT16, "UINT16", 2)                                               \
+    X(OXS_DT_UINT32, "UINT32", 4)                                               \
+    X(OXS_DT_UINT64, "UINT64", 8)                                               \
+    X(OXS_DT_INT8, "INT8", 1)                                                   \
+    X(OXS_DT_INT16, "INT16", 2)                                                 \
+    X(OXS_DT_INT32, "INT32", 4)                                                 \
+    X(OXS_DT_INT64, "INT64", 8)                                                 \
+    X(OXS_DT_FP16, "FP16", 2)                                                   \
+    X(OXS_DT_FP32, "FP32", 4)                                                   \
+    X(OXS_DT_FP64, "FP64", 8)                                                   \
+    X(OXS_DT_BF16, "BF16", 2)                                                   \
+    X(OXS_DT_BYTES, "BYTES", 0)
+
+typedef enum oxs_datatype {
+#define OXS__DATATYPE_ENUM(code, name, size) code,
+    OXS_DATATYPE_TABLE(OXS__DATATYPE_ENUM)
+#undef OXS__DATATYPE_ENUM
+    OXS_DT_COUNT
+} oxs_datatype_t;
+
+/* Returns the protocol name ("FP32") of a datatype, or "INVALID". */
+const char *oxs_datatype_name(oxs_datatype_t datatype);
+/* Returns the datatype with this protocol name (length len), or OXS_DT_INVALID. */
+oxs_datatype_t oxs_datatype_from_name(const char *name, size_t len);
+/* Returns the element size in bytes, or 0 for INVALID and BYTES. */
+size_t oxs_datatype_size(oxs_datatype_t datatype);
+
+/* Maximum tensor rank accepted anywhere in the library. */
+#define OXS_MAX_DIMS 16
+
+/* ---------------------------------------------------------------------------------------------
+ * Allocator and logging hooks. Every allocation the library makes goes through the allocator,
+ * so a test can count or fail allocations. ONNX Runtime's own allocations do not.
+ */
+typedef struct oxs_allocator {
+    void *(*malloc_fn)(void *user, size_t size);
+    void *(*realloc_fn)(void *user, void *ptr, size_t size);
+    void (*free_fn)(void *user, void *ptr);
+    void *user;
+} oxs_allocator_t;
+
+typedef enum oxs_log_level {
+    OXS_LOG_ERROR = 0,
+    OXS_LOG_WARN = 1,
+    OXS_LOG_INFO = 2,
+    OXS_LOG_DEBUG = 3,
+} oxs_log_level_t;
+
+/* One structured field of a log event. */
+typedef struct oxs_log_field {
+    const char *key;
+    const char *str; /* used when not NULL */
+    int64_t num;     /* used when str is NULL */
+} oxs_log_field_t;
+
+/* Receives library log events; called from any library thread, possibly concurrently.
+ * model may be NULL. fields are valid only during the call. */
+typedef void (*oxs_log_fn)(void *user, oxs_log_level_t level, const char *model, const char *msg,
+                           const oxs_log_field_t *fields, size_t field_count);
+
+/* ---------------------------------------------------------------------------------------------
+ * Server options. Call oxs_options_init first, then change fields.
+ */
+typedef enum oxs_graph_opt {
+    OXS_GRAPH_OPT_DISABLE = 0,
+    OXS_GRAPH_OPT_BASIC = 1,
+    OXS_GRAPH_OPT_EXTENDED = 2,
+    OXS_GRAPH_OPT_ALL = 99,
+} oxs_graph_opt_t;
+
+typedef struct oxs_options {
+    int workers;               /* inference worker threads, >= 1 */
+    int queue_size;            /* maximum requests waiting for a worker, >= 1 */
+    int intra_op_threads;      /* ONNX Runtime's process-wide intra-op pool size, >= 1 */
+    oxs_graph_opt_t graph_optimization;
+    int enable_mem_arena;      /* ONNX Runtime CPU memory arena, 0 or 1 */
+    int enable_mem_pattern;    /* ONNX Runtime memory pattern planning, 0 or 1 */
+    const char *optimized_model_dir; /* folder for optimized model files, or NULL */
+    size_t max_tensor_bytes;   /* cap on one input tensor's data, in bytes */
+    oxs_allocator_t allocator; /* all zero: the C library's malloc, realloc and free */
+    oxs_log_fn log_fn;         /* NULL: no logging */
+    void *log_user;
+    oxs_log_level_t log_level; /* events above this level are not formatted */
+} oxs_options_t;
+
+/* Fills options with the defaults: 1 worker... see the definition for each value. */
+void oxs_options_init(oxs_options_t *options);
+
+/* ---------------------------------------------------------------------------------------------
+ * Server context.
+ */
+typedef struct oxs_server oxs_server_t;
+
+/* Creates a server: the ONNX Runtime environment (once per process), the queue and the
+ * worker threads. options is copied except for optimized_model_dir, which is copied too.
+ * On error *out is NULL and, when error is not NULL, a message is written to it. */
+oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out, char *error,
+                               size_t error_size);
+
+/* Stops accepting requests, waits until every queued and running request has completed and
+ * its callback returned, then frees everything. Must not be called from a completion callback. */
+void oxs_server_destroy(oxs_server_t *server);
+
+/* Stops accepting new requests: oxs_request_submit returns OXS_ERR_SHUTTING_DOWN afterwards.
+ * Requests already queued still run. Any thread. */
+void oxs_server_stop_accepting(oxs_server_t *server);
+
+/* Waits until no request is queued or running, for at most timeout_ms (negative: forever).
+ * Returns the number of requests still queued or running. Any thread except a worker. */
+int oxs_server_drain(oxs_server_t *server, int64_t timeout_ms);
+
+/* Returns the number of requests queued or running right now. Any thread. */
+int oxs_server_pending(const oxs_server_t *server);
+
+/* Returns the ONNX Runtime version string. */
+const char *oxs_runtime_version(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models. A model handle is reference counted: every handle returned to the caller must be
+ * released once with oxs_model_release.
+ */
+typedef struct oxs_model oxs_model_t;
+
+typedef enum oxs_model_state {
+    OXS_MODEL_LOADING = 0,
+    OXS_MODEL_READY = 1,
+    OXS_MODEL_UNAVAILABLE = 2,
+    OXS_MODEL_UNLOADING = 3,
+} oxs_model_state_t;
+
+/* Returns "LOADING", "READY", "UNAVAILABLE" or "UNLOADING". */
+const char *oxs_model_state_name(oxs_model_state_t state);
+
+/* Loads the model file at path as name, version (a positive integer). A model that fails to
+ * load stays registered as UNAVAILABLE with the reason, and the call returns the error.
+ * Blocks while ONNX Runtime builds the session. Any thread. */
+oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64_t version,
+                                   const char *path, char *error, size_t error_size);
+
+/* Loads every model of a repository folder laid out as NAME/VERSION/model.onnx, the highest
+ * version of each. Returns OXS_OK when the folder was read, even if some models failed to load
+ * (they are UNAVAILABLE); the error only reports an unreadable folder. */
+oxs_status_t oxs_server_load_repository(oxs_server_t *server, const char *path, char *error,
+                                        size_t error_size);
+
+/* Finds a model by name and version (0: the highest loaded version) in any state. */
+oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_t version,
+                                  oxs_model_t **out);
+
+/* Returns the number of registered models, and the i-th one (acquired) in name order. */
+size_t oxs_server_model_count(oxs_server_t *server);
+oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t **out);
+
+void oxs_model_acquire(oxs_model_t *model);
+void oxs_model_release(oxs_model_t *model);
+
+const char *oxs_model_name(const oxs_model_t *model);
+int64_t oxs_model_version(const oxs_model_t *model);
+oxs_model_state_t oxs_model_state(const oxs_model_t *model);
+/* Returns the reason a model is UNAVAILABLE (paths removed), or "" when there is none. */
+const char *oxs_model_state_reason(const oxs_model_t *model);
+/* Returns the load time in microseconds. */
+int64_t oxs_model_load_us(const oxs_model_t *model);
+
+/* One input or output of a model. Dimensions that are symbolic or dynamic are -1. */
+typedef struct oxs_tensor_info {
+    const char *name;
+    oxs_datatype_t datatype; /* OXS_DT_INVALID when ONNX's type has no protocol name */
+    const char *onnx_type;   /* ONNX's element type name, such as "float" */
+    int rank;                /* -1 when the rank is unknown */
+    const int64_t *dims;
+} oxs_tensor_info_t;
+
+size_t oxs_model_input_count(const oxs_model_t *model);
+size_t oxs_model_output_count(const oxs_model_t *model);
+const oxs_tensor_info_t *oxs_model_input(const oxs_model_t *model, size_t index);
+const oxs_tensor_info_t *oxs_model_output(const oxs_model_t *model, size_t index);
+
+/* Returns the index of the input (or output) named name (length len), or -1. */
+int oxs_model_find_input(const oxs_model_t *model, const char *name, size_t len);
+int oxs_model_find_output(const oxs_model_t *model, const char *name, size_t len);
+
+/* Model metadata from the ONNX file. Strings are never NULL. */
+typedef struct oxs_model_metadata {
+    const char *producer_name;
+    const char *producer_version;
+    const char *graph_name;
+    const char *domain;
+    const char *description;
+    int64_t model_version; /* the ONNX file's model_version field */
+    int64_t opset;         /* default-domain opset, or -1 when unknown */
+    size_t custom_count;   /* custom metadata key/value pairs */
+    const char *const *custom_keys;
+    const char *const *custom_values;
+} oxs_model_metadata_t;
+
+const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model);
+
+/* ---------------------------------------------------------------------------------------------
+ * Requests and responses.
+ *
+ * Lifetime: oxs_request_create returns a request owned by the caller. oxs_request_submit takes
+ * ownership; the callback then receives an oxs_response_t that owns the request too, and the
+ * callback's receiver frees both with one oxs_response_destroy. When submit fails, the caller
+ * still owns the request and frees it with oxs_request_destroy.
+ */
+typedef struct oxs_request oxs_request_t;
+typedef struct oxs_response oxs_response_t;
+
+/* Creates a request for a READY model. The request holds a reference to the model. Any thread. */
+oxs_status_t oxs_request_create(oxs_server_t *server, oxs_model_t *model, oxs_request_t **out);
+void oxs_request_destroy(oxs_request_t *request);
+
+oxs_model_t *oxs_request_model(const oxs_request_t *request);
+
+/* Sets the request id (copied, at most 128 bytes). */
+oxs_status_t oxs_request_set_id(oxs_request_t *request, const char *id, size_t len);
+const char *oxs_request_id(const oxs_request_t *request);
+
+/* Allocates len bytes of scratch memory that lives as long as the request, aligned to 16 bytes.
+ * Returns NULL when out of memory. The memory comes from the request's arena and is freed with it. */
+void *oxs_request_scratch(oxs_request_t *request, size_t len);
+
+/* Adds an input tensor and returns its buffer (byte_size bytes, from a pool, 64-byte aligned,
+ * uninitialized) for the caller to fill before submit. The name is checked against the model,
+ * the datatype against the input's type, the shape against the input's dims; on error the
+ * message names the input, the value and what was expected. */
+oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
+                                   oxs_datatype_t datatype, const int64_t *shape, int rank,
+                                   void **data, size_t *byte_size, char *error, size_t error_size);
+
+/* Returns the number of inputs added so far. */
+size_t oxs_request_input_count(const oxs_request_t *request);
+
+/* Restricts the response to the named output. Without any call, every output is returned. */
+oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, size_t name_len,
+                                    char *error, size_t error_size);
+
+/* Called once per submitted request, on a worker thread (or on the submitting thread when the
+ * request fails before it is queued by a shutdown race). The receiver owns response. */
+typedef void (*oxs_complete_fn)(void *user, oxs_response_t *response);
+
+/* Checks that every model input is present, then queues the request. Returns at once:
+ * OXS_ERR_QUEUE_FULL when the queue is full, OXS_ERR_SHUTTING_DOWN after stop_accepting,
+ * OXS_ERR_INVALID_ARGUMENT (message in error) when an input is missing. On any error the caller
+ * keeps the request; on OXS_OK the request belongs to the library until the callback. */
+oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback, void *user,
+                                char *error, size_t error_size);
+
+oxs_status_t oxs_response_status(const oxs_response_t *response);
+/* Returns the error message (names the model and input, no file paths), or "" on success. */
+const char *oxs_response_error(const oxs_response_t *response);
+oxs_request_t *oxs_response_request(const oxs_response_t *response);
+
+/* One output tensor of a response. data stays valid until oxs_response_destroy. */
+typedef struct oxs_tensor_view {
+    const char *name;
+    oxs_datatype_t datatype;
+    int rank;
+    const int64_t *shape;
+    const void *data;
+    size_t byte_size;
+    size_t element_count;
+} oxs_tensor_view_t;
+
+size_t oxs_response_output_count(const oxs_response_t *response);
+oxs_status_t oxs_response_output(const oxs_response_t *response, size_t index,
+                                 oxs_tensor_view_t *out);
+
+/* Microseconds spent waiting in the queue and running the model. */
+int64_t oxs_response_queue_us(const oxs_response_t *response);
+int64_t oxs_response_compute_us(const oxs_response_t *response);
+
+/* Frees the response, its request and every tensor buffer, returning buffers to the pools. */
+void oxs_response_destroy(oxs_response_t *response);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ONNXSERVE_H */

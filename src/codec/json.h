@@ -1,0 +1,52 @@
+/*
+ * JSON codec for the HTTP frontend: request bodies are parsed with yajl's streaming parser so
+ * that numbers arrive as text and are converted straight into the request's tensor buffers;
+ * responses are written straight into an oxs_buf_t. Nothing here knows about HTTP.
+ *
+ * Errors: each decoder returns an oxs_status_t and writes a message into error that names the
+ * field, the value received and what was expected, such as
+ *   input "x": shape [1,3,48] has 3 dims, the model expects 4 ([-1,3,-1,-1])
+ */
+#ifndef OXS_CODEC_JSON_H
+#define OXS_CODEC_JSON_H
+
+#include <stddef.h>
+
+#include "common/buf.h"
+#include "onnxserve.h"
+
+/* Maximum nesting depth accepted in a request body. */
+#define OXS_JSON_MAX_DEPTH 64
+
+/* Decodes a KServe v2 infer request body ({"id", "inputs": [{name, shape, datatype, data,
+ * parameters}], "outputs": [{name}], "parameters"}) into request: adds every input with
+ * oxs_request_add_input and fills its buffer, adds requested outputs, and sets the request id
+ * from "id" unless one was already set. Does not submit. */
+oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, size_t len,
+                                   char *error, size_t error_size);
+
+/* Decodes the seed /predict body {"data": [...], "shape": [...]} for a model with one float
+ * input. The shape comes from the nesting of data when nested, from "shape" when data is flat,
+ * or from the model's static dims with the leading dim inferred from the element count. */
+oxs_status_t oxs_json_decode_predict(oxs_request_t *request, const char *body, size_t len,
+                                     char *error, size_t error_size);
+
+/* Writes the KServe v2 infer response for a successful response:
+ * {"model_name","model_version","id","outputs":[{"name","datatype","shape","data"}]}. */
+void oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *response);
+
+/* Writes the /predict response {"output": [...], "shape": [...], "model": "...",
+ * "request_id": "..."} from the response's first output. */
+void oxs_json_encode_predict(oxs_buf_t *out, const oxs_response_t *response);
+
+/* Writes the KServe v2 model metadata {"name","versions","platform","inputs","outputs",
+ * "parameters"} (parameters: producer, opset, ONNX metadata, state). */
+void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model);
+
+/* Writes {"error": message}. */
+void oxs_json_encode_error(oxs_buf_t *out, const char *message);
+
+/* Writes text as a JSON string literal with quotes, escaping everything a client could send. */
+void oxs_json_write_string(oxs_buf_t *out, const char *text, size_t len);
+
+#endif /* OXS_CODEC_JSON_H */

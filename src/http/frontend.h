@@ -1,0 +1,52 @@
+/*
+ * The HTTP/1.1 frontend: libuv event loops (one per I/O thread) with http-parser, serving the
+ * KServe v2 REST API, /predict and /healthz over an oxs_server_t.
+ *
+ * Threads: oxs_http_start creates config->threads I/O threads, each running its own loop with
+ * its own listening socket bound with SO_REUSEPORT to one port. Inference results come back from
+ * worker threads through each loop's uv_async_t. The functions below are called from the thread
+ * that called oxs_http_start (the main thread) unless marked otherwise.
+ */
+#ifndef OXS_HTTP_FRONTEND_H
+#define OXS_HTTP_FRONTEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onnxserve.h"
+#include "server/log.h"
+
+typedef struct oxs_http_config {
+    const char *host;            /* listen address, default "127.0.0.1" */
+    int port;                    /* 0: pick a free port */
+    int threads;                 /* I/O threads, >= 1 */
+    size_t max_request_bytes;    /* cap on one request body; larger ones get 413 from headers */
+    int idle_timeout_secs;       /* keep-alive and slow-request timeout */
+    const char *default_model;   /* model for POST /predict, or NULL for the only model */
+} oxs_http_config_t;
+
+typedef struct oxs_http_frontend oxs_http_frontend_t;
+
+/* Binds, starts the I/O threads and returns at once. server and logger must outlive the
+ * frontend. On error writes a message (such as the address already in use) into error. */
+oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *config,
+                            const oxs_logger_t *logger, oxs_http_frontend_t **out, char *error,
+                            size_t error_size);
+
+/* Returns the bound TCP port. */
+int oxs_http_port(const oxs_http_frontend_t *frontend);
+
+/* Stops accepting connections and new requests: listeners close, idle connections close,
+ * a connection whose request body was fully received gets its response, then closes.
+ * Returns at once. Any thread. */
+void oxs_http_stop_accepting(oxs_http_frontend_t *frontend);
+
+/* Returns the number of requests received in full and not yet answered. Any thread. */
+int oxs_http_in_flight(const oxs_http_frontend_t *frontend);
+
+/* Stops every loop, closes every connection, joins the I/O threads and frees the frontend.
+ * Call it only when no submitted request is still queued or running (oxs_server_drain returned
+ * 0), because a later completion callback would reach freed memory. */
+void oxs_http_destroy(oxs_http_frontend_t *frontend);
+
+#endif /* OXS_HTTP_FRONTEND_H */
