@@ -141,7 +141,8 @@ typedef struct oxs_options {
     oxs_log_level_t log_level; /* events above this level are not formatted */
 } oxs_options_t;
 
-/* Fills options with the defaults: 1 worker... see the definition for each value. */
+/* Fills options with the defaults: 1 worker, a queue of 128 requests, 1 intra-op thread,
+ * all graph optimizations, memory arena and pattern on, 256 MiB per input tensor, malloc. */
 void oxs_options_init(oxs_options_t *options);
 
 /* ---------------------------------------------------------------------------------------------
@@ -241,7 +242,6 @@ int oxs_model_find_output(const oxs_model_t *model, const char *name, size_t len
 /* Model metadata from the ONNX file. Strings are never NULL. */
 typedef struct oxs_model_metadata {
     const char *producer_name;
-    const char *producer_version;
     const char *graph_name;
     const char *domain;
     const char *description;

@@ -1,0 +1,208 @@
+/*
+ * Definitions shared by the library's modules (core, backend, repository). Not installed.
+ * Cross-file internal functions carry the oxs__ prefix.
+ */
+#ifndef OXS_CORE_INTERNAL_H
+#define OXS_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onnxserve.h"
+
+/* ---- allocation (alloc.c) ----------------------------------------------------------------- */
+
+void *oxs__malloc(const oxs_allocator_t *allocator, size_t size);
+void *oxs__calloc(const oxs_allocator_t *allocator, size_t count, size_t size);
+void oxs__free(const oxs_allocator_t *allocator, void *ptr);
+char *oxs__strndup(const oxs_allocator_t *allocator, const char *text, size_t len);
+char *oxs__strdup(const oxs_allocator_t *allocator, const char *text);
+
+/* Writes a formatted message into error (if not NULL) and returns status. */
+oxs_status_t oxs__fail(oxs_status_t status, char *error, size_t error_size, const char *format,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+/* Replaces absolute filesystem paths in text with "<path>", in place. */
+void oxs__redact_paths(char *text);
+
+/* Monotonic clock in microseconds. */
+int64_t oxs__now_us(void);
+
+/* ---- per-request arena (arena.c) ---------------------------------------------------------- */
+
+typedef struct oxs__arena_chunk oxs__arena_chunk_t;
+
+/* A bump allocator: allocations live until oxs__arena_reset, which keeps the first chunk so
+ * a reused arena does not allocate again for requests of the same size. */
+typedef struct oxs__arena {
+    const oxs_allocator_t *allocator;
+    oxs__arena_chunk_t *head;  /* current chunk; the first chunk is last in the list */
+    size_t chunk_size;         /* size of the first chunk */
+} oxs__arena_t;
+
+void oxs__arena_init(oxs__arena_t *arena, const oxs_allocator_t *allocator, size_t chunk_size);
+void *oxs__arena_alloc(oxs__arena_t *arena, size_t size); /* 16-byte aligned, NULL when out */
+void oxs__arena_reset(oxs__arena_t *arena);
+void oxs__arena_destroy(oxs__arena_t *arena);
+
+/* ---- tensor buffer pool (pool.c) ---------------------------------------------------------- */
+
+/* Buffers of power-of-two size classes, 64-byte aligned, kept on free lists for reuse. */
+typedef struct oxs__pool oxs__pool_t;
+
+oxs__pool_t *oxs__pool_create(const oxs_allocator_t *allocator, size_t max_cached_bytes);
+void oxs__pool_destroy(oxs__pool_t *pool);
+void *oxs__pool_get(oxs__pool_t *pool, size_t size); /* NULL when out of memory */
+void oxs__pool_put(oxs__pool_t *pool, void *buffer);
+
+/* ---- ONNX Runtime backend (backend/ort.c) ------------------------------------------------- */
+
+typedef struct oxs__session oxs__session_t;
+
+/* Takes a reference on the process-wide ONNX Runtime environment, creating it on first use
+ * with a global intra-op pool of intra_op_threads threads. */
+oxs_status_t oxs__ort_acquire(int intra_op_threads, char *error, size_t error_size);
+void oxs__ort_release(void);
+
+/* ---- models (repository/registry.c and backend/ort.c) -------------------------------------- */
+
+/* Storage behind one oxs_tensor_info_t. */
+typedef struct oxs__io {
+    oxs_tensor_info_t info;
+    int onnx_element_type; /* ONNXTensorElementDataType */
+    int64_t dims[OXS_MAX_DIMS];
+} oxs__io_t;
+
+struct oxs_model {
+    atomic_int refs;
+    oxs_server_t *server;
+    char *name;
+    int64_t version;
+    _Atomic int state;      /* oxs_model_state_t */
+    char reason[512];       /* why UNAVAILABLE, paths removed; written before state changes */
+    int64_t load_us;
+
+    oxs__session_t *session;
+    size_t input_count;
+    size_t output_count;
+    oxs__io_t *inputs;
+    oxs__io_t *outputs;
+    const char **input_names;  /* for Run, point into inputs[i].info.name */
+    const char **output_names;
+
+    oxs_model_metadata_t metadata;
+    char *metadata_strings;    /* one allocation behind every metadata string */
+    char **custom_storage;     /* keys then values, custom_capacity each */
+    size_t custom_capacity;
+};
+
+/* Loads the ONNX file into model (name, version and server already set): creates the
+ * session and fills inputs, outputs and metadata. */
+oxs_status_t oxs__session_load(oxs_model_t *model, const char *path, char *error,
+                               size_t error_size);
+void oxs__session_unload(oxs_model_t *model);
+
+/* Runs the request's model on its inputs, fills the response's outputs. */
+void oxs__session_run(oxs_request_t *request);
+
+/* Releases an OrtValue held by a response. */
+void oxs__value_release(void *value);
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+typedef struct oxs__input {
+    int index; /* model input index */
+    oxs_datatype_t datatype;
+    int rank;
+    int64_t shape[OXS_MAX_DIMS];
+    void *data; /* from the pool */
+    size_t byte_size;
+} oxs__input_t;
+
+typedef struct oxs__output {
+    int index; /* model output index */
+    void *value; /* OrtValue owned by the response */
+    oxs_tensor_view_t view;
+    int64_t shape[OXS_MAX_DIMS];
+} oxs__output_t;
+
+struct oxs_response {
+    oxs_status_t status;
+    char error[512];
+    size_t output_count;
+    oxs__output_t *outputs; /* arena */
+    int64_t queue_us;
+    int64_t compute_us;
+};
+
+struct oxs_request {
+    oxs_server_t *server;
+    oxs_model_t *model;
+    oxs_request_t *next_free; /* free list link while pooled */
+    oxs__arena_t arena;
+
+    char id[129];
+    size_t id_len;
+
+    size_t input_count;
+    oxs__input_t *inputs;  /* model->input_count slots, arena */
+    bool *output_selected; /* model->output_count, arena; NULL: every output */
+    size_t selected_count;
+
+    oxs_complete_fn callback;
+    void *callback_user;
+    int64_t enqueued_us;
+
+    oxs_response_t response;
+};
+
+/* ---- server -------------------------------------------------------------------------------- */
+
+typedef struct oxs__registry oxs__registry_t;
+
+struct oxs_server {
+    oxs_options_t options;
+    char *optimized_model_dir;
+    oxs_allocator_t allocator;
+    oxs__pool_t *pool;
+    oxs__registry_t *registry;
+
+    pthread_mutex_t lock;         /* queue, counters, request free list */
+    pthread_cond_t work_ready;    /* workers wait for a request or stop */
+    pthread_cond_t idle;          /* drain waits for pending == 0 */
+    oxs_request_t **queue;        /* ring of options.queue_size */
+    size_t queue_head;
+    size_t queue_len;
+    int pending;                  /* queued plus running */
+    bool accepting;
+    bool stopping;                /* workers exit when the queue is empty */
+    oxs_request_t *free_requests; /* pooled request objects */
+    size_t free_request_count;
+
+    pthread_t *workers;
+    int worker_count;
+    bool ort_acquired;
+};
+
+/* Takes a request object from the server's free list (or allocates one) and returns it. */
+oxs_request_t *oxs__request_take(oxs_server_t *server);
+void oxs__request_give_back(oxs_server_t *server, oxs_request_t *request);
+
+/* Queues a request for a worker; OXS_ERR_QUEUE_FULL or OXS_ERR_SHUTTING_DOWN at once. */
+oxs_status_t oxs__server_enqueue(oxs_server_t *server, oxs_request_t *request);
+
+/* Logs through the options' callback when the level is enabled. */
+void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *model,
+              const char *msg, const oxs_log_field_t *fields, size_t field_count);
+
+/* Registry (repository/registry.c). */
+oxs__registry_t *oxs__registry_create(oxs_server_t *server);
+void oxs__registry_destroy(oxs__registry_t *registry);
+
+/* Releases what a model holds; called when its last reference goes. */
+void oxs__model_free(oxs_model_t *model);
+
+#endif /* OXS_CORE_INTERNAL_H */

@@ -1,0 +1,321 @@
+/*
+ * Requests and responses: input validation against the model, pooled tensor buffers and the
+ * per-request arena. A response is embedded in its request, so one destroy frees both.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+oxs_status_t oxs_request_create(oxs_server_t *server, oxs_model_t *model, oxs_request_t **out)
+{
+    *out = NULL;
+    if (server == NULL || model == NULL)
+        return OXS_ERR_INVALID_ARGUMENT;
+    if (oxs_model_state(model) != OXS_MODEL_READY)
+        return OXS_ERR_UNAVAILABLE;
+
+    oxs_request_t *request = oxs__request_take(server);
+    if (request == NULL)
+        return OXS_ERR_OUT_OF_MEMORY;
+
+    oxs__arena_t arena = request->arena;
+    memset(request, 0, sizeof(*request));
+    request->arena = arena;
+    request->server = server;
+    request->inputs = oxs__arena_alloc(&request->arena,
+                                       (model->input_count + 1) * sizeof(*request->inputs));
+    if (request->inputs == NULL) {
+        oxs__request_give_back(server, request);
+        return OXS_ERR_OUT_OF_MEMORY;
+    }
+    oxs_model_acquire(model);
+    request->model = model;
+    *out = request;
+    return OXS_OK;
+}
+
+void oxs_request_destroy(oxs_request_t *request)
+{
+    if (request == NULL)
+        return;
+    oxs_server_t *server = request->server;
+
+    for (size_t i = 0; i < request->input_count; i++)
+        oxs__pool_put(server->pool, request->inputs[i].data);
+    for (size_t i = 0; i < request->response.output_count; i++)
+        oxs__value_release(request->response.outputs[i].value);
+    oxs_model_release(request->model);
+    oxs__request_give_back(server, request);
+}
+
+oxs_model_t *oxs_request_model(const oxs_request_t *request)
+{
+    return request->model;
+}
+
+oxs_status_t oxs_request_set_id(oxs_request_t *request, const char *id, size_t len)
+{
+    if (len >= sizeof(request->id))
+        return OXS_ERR_INVALID_ARGUMENT;
+    memcpy(request->id, id, len);
+    request->id[len] = '\0';
+    request->id_len = len;
+    return OXS_OK;
+}
+
+const char *oxs_request_id(const oxs_request_t *request)
+{
+    return request->id;
+}
+
+void *oxs_request_scratch(oxs_request_t *request, size_t len)
+{
+    return oxs__arena_alloc(&request->arena, len);
+}
+
+size_t oxs_request_input_count(const oxs_request_t *request)
+{
+    return request->input_count;
+}
+
+/* Writes dims as "[1,3,-1]" into text. */
+static void format_dims(char *text, size_t size, const int64_t *dims, int rank)
+{
+    size_t used = 0;
+    text[0] = '\0';
+    for (int i = 0; i <= rank && used < size; i++) {
+        int n;
+        if (i == rank)
+            n = snprintf(text + used, size - used, "]");
+        else
+            n = snprintf(text + used, size - used, "%s%lld", i ? "," : "[", (long long)dims[i]);
+        if (n < 0)
+            return;
+        used += (size_t)n;
+    }
+    if (rank == 0)
+        snprintf(text, size, "[]");
+}
+
+oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
+                                   oxs_datatype_t datatype, const int64_t *shape, int rank,
+                                   void **data, size_t *byte_size, char *error, size_t error_size)
+{
+    const oxs_model_t *model = request->model;
+    char got[256], expected[256];
+    *data = NULL;
+    *byte_size = 0;
+
+    int index = oxs_model_find_input(model, name, name_len);
+    if (index < 0) {
+        char names[512];
+        size_t used = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < model->input_count && used < sizeof(names); i++) {
+            int n = snprintf(names + used, sizeof(names) - used, "%s\"%s\"", i ? ", " : "",
+                             model->inputs[i].info.name);
+            used += n > 0 ? (size_t)n : 0;
+        }
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "unknown input \"%.*s\": model \"%s\" has inputs %s",
+                         (int)(name_len > 128 ? 128 : name_len), name, model->name, names);
+    }
+    const oxs__io_t *io = &model->inputs[index];
+    const char *input_name = io->info.name;
+
+    for (size_t i = 0; i < request->input_count; i++)
+        if (request->inputs[i].index == index)
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "input \"%s\": given more than once", input_name);
+
+    if (io->info.datatype == OXS_DT_INVALID)
+        return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
+                         "input \"%s\": the model's type %s is not supported", input_name,
+                         io->info.onnx_type);
+    if (datatype != io->info.datatype)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": datatype %s, the model expects %s", input_name,
+                         oxs_datatype_name(datatype), oxs_datatype_name(io->info.datatype));
+    if (oxs_datatype_size(datatype) == 0 || datatype == OXS_DT_FP16 || datatype == OXS_DT_BF16)
+        return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
+                         "input \"%s\": datatype %s is not supported yet", input_name,
+                         oxs_datatype_name(datatype));
+
+    if (rank < 0 || rank > OXS_MAX_DIMS)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": shape has %d dims, at most %d are supported", input_name,
+                         rank, OXS_MAX_DIMS);
+    format_dims(got, sizeof(got), shape, rank);
+    format_dims(expected, sizeof(expected), io->dims, io->info.rank);
+    if (io->info.rank >= 0 && rank != io->info.rank)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": shape %s has %d dims, the model expects %d (%s)",
+                         input_name, got, rank, io->info.rank, expected);
+
+    size_t count = 1;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0)
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "input \"%s\": shape %s has a negative dim %lld at index %d",
+                             input_name, got, (long long)shape[i], i);
+        if (io->info.rank >= 0 && io->dims[i] >= 0 && io->dims[i] != shape[i])
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "input \"%s\": shape %s has %lld at dim %d, the model expects %lld "
+                             "(%s)",
+                             input_name, got, (long long)shape[i], i, (long long)io->dims[i],
+                             expected);
+        if (shape[i] != 0 && count > SIZE_MAX / (size_t)shape[i])
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "input \"%s\": shape %s has too many elements", input_name, got);
+        count *= (size_t)shape[i];
+    }
+    size_t element_size = oxs_datatype_size(datatype);
+    size_t max_bytes = request->server->options.max_tensor_bytes;
+    if (count > max_bytes / element_size)
+        return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
+                         "input \"%s\": shape %s needs more than the %zu bytes allowed for one "
+                         "tensor",
+                         input_name, got, max_bytes);
+
+    size_t bytes = count * element_size;
+    void *buffer = oxs__pool_get(request->server->pool, bytes ? bytes : 1);
+    if (buffer == NULL)
+        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size,
+                         "input \"%s\": out of memory for %zu bytes", input_name, bytes);
+
+    oxs__input_t *input = &request->inputs[request->input_count++];
+    input->index = index;
+    input->datatype = datatype;
+    input->rank = rank;
+    if (rank > 0)
+        memcpy(input->shape, shape, (size_t)rank * sizeof(*shape));
+    input->data = buffer;
+    input->byte_size = bytes;
+    *data = buffer;
+    *byte_size = bytes;
+    return OXS_OK;
+}
+
+oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, size_t name_len,
+                                    char *error, size_t error_size)
+{
+    const oxs_model_t *model = request->model;
+    int index = oxs_model_find_output(model, name, name_len);
+    if (index < 0) {
+        char names[512];
+        size_t used = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < model->output_count && used < sizeof(names); i++) {
+            int n = snprintf(names + used, sizeof(names) - used, "%s\"%s\"", i ? ", " : "",
+                             model->outputs[i].info.name);
+            used += n > 0 ? (size_t)n : 0;
+        }
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "unknown output \"%.*s\": model \"%s\" has outputs %s",
+                         (int)(name_len > 128 ? 128 : name_len), name, model->name, names);
+    }
+    if (request->output_selected == NULL) {
+        request->output_selected = oxs__arena_alloc(&request->arena, model->output_count + 1);
+        if (request->output_selected == NULL)
+            return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+        memset(request->output_selected, 0, model->output_count + 1);
+    }
+    if (request->output_selected[index])
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "output \"%s\": requested more than once", model->outputs[index].info.name);
+    request->output_selected[index] = true;
+    request->selected_count++;
+    return OXS_OK;
+}
+
+oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback, void *user,
+                                char *error, size_t error_size)
+{
+    const oxs_model_t *model = request->model;
+
+    if (callback == NULL)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size, "callback is required");
+    if (request->input_count != model->input_count) {
+        for (size_t i = 0; i < model->input_count; i++) {
+            bool present = false;
+            for (size_t j = 0; j < request->input_count; j++)
+                present = present || request->inputs[j].index == (int)i;
+            if (!present)
+                return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                                 "missing input \"%s\": model \"%s\" expects %zu inputs",
+                                 model->inputs[i].info.name, model->name, model->input_count);
+        }
+    }
+
+    /* The response lists outputs in model order, all of them unless some were selected. */
+    oxs_response_t *response = &request->response;
+    size_t count = request->output_selected ? request->selected_count : model->output_count;
+    response->outputs = oxs__arena_alloc(&request->arena, (count + 1) * sizeof(oxs__output_t));
+    if (response->outputs == NULL)
+        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+    memset(response->outputs, 0, (count + 1) * sizeof(oxs__output_t));
+    size_t at = 0;
+    for (size_t i = 0; i < model->output_count; i++)
+        if (request->output_selected == NULL || request->output_selected[i])
+            response->outputs[at++].index = (int)i;
+    response->output_count = at;
+    response->status = OXS_ERR_INTERNAL;
+    response->error[0] = '\0';
+
+    request->callback = callback;
+    request->callback_user = user;
+    oxs_status_t result = oxs__server_enqueue(request->server, request);
+    if (result != OXS_OK) {
+        response->output_count = 0;
+        return oxs__fail(result, error, error_size, "%s", oxs_status_message(result));
+    }
+    return OXS_OK;
+}
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+oxs_status_t oxs_response_status(const oxs_response_t *response)
+{
+    return response->status;
+}
+
+const char *oxs_response_error(const oxs_response_t *response)
+{
+    return response->status == OXS_OK ? "" : response->error;
+}
+
+oxs_request_t *oxs_response_request(const oxs_response_t *response)
+{
+    return (oxs_request_t *)((const char *)response - offsetof(oxs_request_t, response));
+}
+
+size_t oxs_response_output_count(const oxs_response_t *response)
+{
+    return response->status == OXS_OK ? response->output_count : 0;
+}
+
+oxs_status_t oxs_response_output(const oxs_response_t *response, size_t index,
+                                 oxs_tensor_view_t *out)
+{
+    if (response->status != OXS_OK || index >= response->output_count)
+        return OXS_ERR_NOT_FOUND;
+    *out = response->outputs[index].view;
+    return OXS_OK;
+}
+
+int64_t oxs_response_queue_us(const oxs_response_t *response)
+{
+    return response->queue_us;
+}
+
+int64_t oxs_response_compute_us(const oxs_response_t *response)
+{
+    return response->compute_us;
+}
+
+void oxs_response_destroy(oxs_response_t *response)
+{
+    if (response != NULL)
+        oxs_request_destroy(oxs_response_request(response));
+}

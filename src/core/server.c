@@ -1,0 +1,302 @@
+/*
+ * Server context: options, the bounded request queue and the fixed pool of inference workers.
+ *
+ * Threads: oxs_server_create starts options.workers threads and no others; ONNX Runtime's
+ * process-wide pool is created with the first server. The request path never creates threads.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/internal.h"
+
+#define REQUEST_ARENA_CHUNK 8192
+
+void oxs_options_init(oxs_options_t *options)
+{
+    memset(options, 0, sizeof(*options));
+    options->workers = 1;
+    options->queue_size = 128;
+    options->intra_op_threads = 1;
+    options->graph_optimization = OXS_GRAPH_OPT_ALL;
+    options->enable_mem_arena = 1;
+    options->enable_mem_pattern = 1;
+    options->optimized_model_dir = NULL;
+    options->max_tensor_bytes = (size_t)256 << 20;
+    options->log_level = OXS_LOG_INFO;
+}
+
+void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *model,
+              const char *msg, const oxs_log_field_t *fields, size_t field_count)
+{
+    if (server->options.log_fn == NULL || level > server->options.log_level)
+        return;
+    server->options.log_fn(server->options.log_user, level, model, msg, fields, field_count);
+}
+
+static void *worker_main(void *arg);
+
+static oxs_status_t validate_options(const oxs_options_t *options, char *error,
+                                     size_t error_size)
+{
+    if (options->workers < 1 || options->workers > 1024)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "workers: invalid value %d, expected 1 to 1024", options->workers);
+    if (options->queue_size < 1 || options->queue_size > 1000000)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "queue_size: invalid value %d, expected 1 to 1000000",
+                         options->queue_size);
+    if (options->intra_op_threads < 1 || options->intra_op_threads > 1024)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "intra_op_threads: invalid value %d, expected 1 to 1024",
+                         options->intra_op_threads);
+    if (options->max_tensor_bytes == 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "max_tensor_bytes: invalid value 0, expected a positive size");
+    return OXS_OK;
+}
+
+oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out, char *error,
+                               size_t error_size)
+{
+    oxs_options_t defaults;
+    oxs_status_t result;
+    *out = NULL;
+
+    if (options == NULL) {
+        oxs_options_init(&defaults);
+        options = &defaults;
+    }
+    if ((result = validate_options(options, error, error_size)) != OXS_OK)
+        return result;
+
+    oxs_allocator_t allocator = options->allocator;
+    oxs_server_t *server = oxs__calloc(&allocator, 1, sizeof(*server));
+    if (server == NULL)
+        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+    server->options = *options;
+    server->allocator = allocator;
+    server->accepting = true;
+    pthread_mutex_init(&server->lock, NULL);
+    pthread_cond_init(&server->work_ready, NULL);
+    pthread_cond_init(&server->idle, NULL);
+
+    if (options->optimized_model_dir != NULL) {
+        server->optimized_model_dir = oxs__strdup(&server->allocator, options->optimized_model_dir);
+        if (server->optimized_model_dir == NULL)
+            goto out_of_memory;
+    }
+    server->options.optimized_model_dir = server->optimized_model_dir;
+
+    /* Pooled buffers are capped at a few requests' worth of the largest tensor. */
+    server->pool = oxs__pool_create(&server->allocator, (size_t)512 << 20);
+    server->registry = oxs__registry_create(server);
+    server->queue = oxs__calloc(&server->allocator, (size_t)options->queue_size,
+                                sizeof(*server->queue));
+    server->workers = oxs__calloc(&server->allocator, (size_t)options->workers,
+                                  sizeof(*server->workers));
+    if (server->pool == NULL || server->registry == NULL || server->queue == NULL ||
+        server->workers == NULL)
+        goto out_of_memory;
+
+    if ((result = oxs__ort_acquire(options->intra_op_threads, error, error_size)) != OXS_OK)
+        goto failed;
+    server->ort_acquired = true;
+
+    for (int i = 0; i < options->workers; i++) {
+        int rc = pthread_create(&server->workers[i], NULL, worker_main, server);
+        if (rc != 0) {
+            result = oxs__fail(OXS_ERR_INTERNAL, error, error_size,
+                               "starting inference worker %d failed: %s", i, strerror(rc));
+            goto failed;
+        }
+        server->worker_count = i + 1;
+    }
+
+    *out = server;
+    return OXS_OK;
+
+out_of_memory:
+    result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+failed:
+    oxs_server_destroy(server);
+    return result;
+}
+
+void oxs_server_stop_accepting(oxs_server_t *server)
+{
+    pthread_mutex_lock(&server->lock);
+    server->accepting = false;
+    pthread_mutex_unlock(&server->lock);
+}
+
+int oxs_server_pending(const oxs_server_t *server)
+{
+    oxs_server_t *mutable_server = (oxs_server_t *)server;
+    pthread_mutex_lock(&mutable_server->lock);
+    int pending = server->pending;
+    pthread_mutex_unlock(&mutable_server->lock);
+    return pending;
+}
+
+int oxs_server_drain(oxs_server_t *server, int64_t timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+
+    pthread_mutex_lock(&server->lock);
+    while (server->pending > 0) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&server->idle, &server->lock);
+        } else if (pthread_cond_timedwait(&server->idle, &server->lock, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    int pending = server->pending;
+    pthread_mutex_unlock(&server->lock);
+    return pending;
+}
+
+void oxs_server_destroy(oxs_server_t *server)
+{
+    if (server == NULL)
+        return;
+
+    pthread_mutex_lock(&server->lock);
+    server->accepting = false;
+    server->stopping = true;
+    pthread_cond_broadcast(&server->work_ready);
+    pthread_mutex_unlock(&server->lock);
+    for (int i = 0; i < server->worker_count; i++)
+        pthread_join(server->workers[i], NULL);
+
+    /* Workers ran every queued request before exiting, so only pooled requests remain. */
+    oxs_request_t *request = server->free_requests;
+    while (request != NULL) {
+        oxs_request_t *next = request->next_free;
+        oxs__arena_destroy(&request->arena);
+        oxs__free(&server->allocator, request);
+        request = next;
+    }
+
+    oxs__registry_destroy(server->registry);
+    oxs__pool_destroy(server->pool);
+    if (server->ort_acquired)
+        oxs__ort_release();
+    pthread_cond_destroy(&server->idle);
+    pthread_cond_destroy(&server->work_ready);
+    pthread_mutex_destroy(&server->lock);
+    oxs__free(&server->allocator, server->queue);
+    oxs__free(&server->allocator, server->workers);
+    oxs__free(&server->allocator, server->optimized_model_dir);
+    oxs_allocator_t allocator = server->allocator;
+    oxs__free(&allocator, server);
+}
+
+/* ---- queue and workers ------------------------------------------------------------------- */
+
+oxs_status_t oxs__server_enqueue(oxs_server_t *server, oxs_request_t *request)
+{
+    oxs_status_t result = OXS_OK;
+    size_t capacity = (size_t)server->options.queue_size;
+
+    pthread_mutex_lock(&server->lock);
+    if (!server->accepting) {
+        result = OXS_ERR_SHUTTING_DOWN;
+    } else if (server->queue_len == capacity) {
+        result = OXS_ERR_QUEUE_FULL;
+    } else {
+        request->enqueued_us = oxs__now_us();
+        server->queue[(server->queue_head + server->queue_len) % capacity] = request;
+        server->queue_len++;
+        server->pending++;
+        pthread_cond_signal(&server->work_ready);
+    }
+    pthread_mutex_unlock(&server->lock);
+    return result;
+}
+
+static void *worker_main(void *arg)
+{
+    oxs_server_t *server = arg;
+    size_t capacity = (size_t)server->options.queue_size;
+
+    for (;;) {
+        pthread_mutex_lock(&server->lock);
+        while (server->queue_len == 0 && !server->stopping)
+            pthread_cond_wait(&server->work_ready, &server->lock);
+        if (server->queue_len == 0) {
+            pthread_mutex_unlock(&server->lock);
+            break;
+        }
+        oxs_request_t *request = server->queue[server->queue_head];
+        server->queue_head = (server->queue_head + 1) % capacity;
+        server->queue_len--;
+        pthread_mutex_unlock(&server->lock);
+
+        int64_t started = oxs__now_us();
+        request->response.queue_us = started - request->enqueued_us;
+        oxs__session_run(request);
+        request->response.compute_us = oxs__now_us() - started;
+
+        /* The callback owns the response from here and may free it at once. */
+        request->callback(request->callback_user, &request->response);
+
+        pthread_mutex_lock(&server->lock);
+        if (--server->pending == 0)
+            pthread_cond_broadcast(&server->idle);
+        pthread_mutex_unlock(&server->lock);
+    }
+    return NULL;
+}
+
+/* ---- request pooling -------------------------------------------------------------------- */
+
+oxs_request_t *oxs__request_take(oxs_server_t *server)
+{
+    pthread_mutex_lock(&server->lock);
+    oxs_request_t *request = server->free_requests;
+    if (request != NULL) {
+        server->free_requests = request->next_free;
+        server->free_request_count--;
+    }
+    pthread_mutex_unlock(&server->lock);
+
+    if (request == NULL) {
+        request = oxs__calloc(&server->allocator, 1, sizeof(*request));
+        if (request == NULL)
+            return NULL;
+        oxs__arena_init(&request->arena, &server->allocator, REQUEST_ARENA_CHUNK);
+    }
+    return request;
+}
+
+void oxs__request_give_back(oxs_server_t *server, oxs_request_t *request)
+{
+    /* Keep enough objects for a full queue plus the running requests; free the rest. */
+    size_t keep = (size_t)server->options.queue_size + (size_t)server->options.workers + 16;
+    oxs__arena_reset(&request->arena);
+
+    pthread_mutex_lock(&server->lock);
+    bool pooled = server->free_request_count < keep;
+    if (pooled) {
+        request->next_free = server->free_requests;
+        server->free_requests = request;
+        server->free_request_count++;
+    }
+    pthread_mutex_unlock(&server->lock);
+
+    if (!pooled) {
+        oxs__arena_destroy(&request->arena);
+        oxs__free(&server->allocator, request);
+    }
+}

@@ -1,0 +1,483 @@
+/*
+ * Model registry: every model the server knows, in name order, with its state. Loading builds
+ * the ONNX Runtime session outside the registry lock, so requests for other models go on.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/internal.h"
+
+struct oxs__registry {
+    oxs_server_t *server;
+    pthread_mutex_t lock;
+    oxs_model_t **models; /* sorted by name, then version */
+    size_t count;
+    size_t capacity;
+};
+
+oxs__registry_t *oxs__registry_create(oxs_server_t *server)
+{
+    oxs__registry_t *registry = oxs__calloc(&server->allocator, 1, sizeof(*registry));
+    if (registry == NULL)
+        return NULL;
+    registry->server = server;
+    pthread_mutex_init(&registry->lock, NULL);
+    return registry;
+}
+
+void oxs__registry_destroy(oxs__registry_t *registry)
+{
+    if (registry == NULL)
+        return;
+    for (size_t i = 0; i < registry->count; i++)
+        oxs_model_release(registry->models[i]);
+    oxs__free(&registry->server->allocator, registry->models);
+    pthread_mutex_destroy(&registry->lock);
+    oxs__free(&registry->server->allocator, registry);
+}
+
+static int compare_models(const oxs_model_t *a, const char *name, int64_t version)
+{
+    int order = strcmp(a->name, name);
+    if (order != 0)
+        return order;
+    return (a->version > version) - (a->version < version);
+}
+
+/* Inserts model (taking the caller's reference) in order; fails on a duplicate. */
+static oxs_status_t registry_insert(oxs__registry_t *registry, oxs_model_t *model, char *error,
+                                   size_t error_size)
+{
+    oxs_status_t result = OXS_OK;
+    pthread_mutex_lock(&registry->lock);
+
+    size_t at = 0;
+    while (at < registry->count && compare_models(registry->models[at], model->name,
+                                                  model->version) < 0)
+        at++;
+    if (at < registry->count && compare_models(registry->models[at], model->name,
+                                               model->version) == 0) {
+        result = oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                           "model \"%s\" version %lld is already loaded", model->name,
+                           (long long)model->version);
+        goto done;
+    }
+    if (registry->count == registry->capacity) {
+        size_t capacity = registry->capacity ? registry->capacity * 2 : 8;
+        oxs_model_t **models = oxs__calloc(&registry->server->allocator, capacity,
+                                           sizeof(*models));
+        if (models == NULL) {
+            result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+            goto done;
+        }
+        if (registry->count > 0)
+            memcpy(models, registry->models, registry->count * sizeof(*models));
+        oxs__free(&registry->server->allocator, registry->models);
+        registry->models = models;
+        registry->capacity = capacity;
+    }
+    memmove(&registry->models[at + 1], &registry->models[at],
+            (registry->count - at) * sizeof(*registry->models));
+    registry->models[at] = model;
+    registry->count++;
+
+done:
+    pthread_mutex_unlock(&registry->lock);
+    return result;
+}
+
+/* A model name becomes a URL path segment and a log field: keep it to a safe alphabet. */
+static bool valid_model_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 128 || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void log_load(const oxs_model_t *model, const char *path)
+{
+    char inputs[1024], outputs[1024];
+    size_t used = 0;
+    inputs[0] = outputs[0] = '\0';
+    for (size_t i = 0; i < model->input_count && used < sizeof(inputs); i++) {
+        const oxs_tensor_info_t *info = &model->inputs[i].info;
+        int n = snprintf(inputs + used, sizeof(inputs) - used, "%s%s:%s[", i ? " " : "",
+                         info->name, oxs_datatype_name(info->datatype));
+        used += n > 0 ? (size_t)n : 0;
+        for (int d = 0; d < info->rank && used < sizeof(inputs); d++) {
+            n = snprintf(inputs + used, sizeof(inputs) - used, "%s%lld", d ? "," : "",
+                         (long long)info->dims[d]);
+            used += n > 0 ? (size_t)n : 0;
+        }
+        if (used < sizeof(inputs)) {
+            n = snprintf(inputs + used, sizeof(inputs) - used, "]");
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+    used = 0;
+    for (size_t i = 0; i < model->output_count && used < sizeof(outputs); i++) {
+        const oxs_tensor_info_t *info = &model->outputs[i].info;
+        int n = snprintf(outputs + used, sizeof(outputs) - used, "%s%s:%s[", i ? " " : "",
+                         info->name, oxs_datatype_name(info->datatype));
+        used += n > 0 ? (size_t)n : 0;
+        for (int d = 0; d < info->rank && used < sizeof(outputs); d++) {
+            n = snprintf(outputs + used, sizeof(outputs) - used, "%s%lld", d ? "," : "",
+                         (long long)info->dims[d]);
+            used += n > 0 ? (size_t)n : 0;
+        }
+        if (used < sizeof(outputs)) {
+            n = snprintf(outputs + used, sizeof(outputs) - used, "]");
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+    oxs_log_field_t fields[] = {
+        {.key = "version", .num = model->version},
+        {.key = "path", .str = path},
+        {.key = "load_us", .num = model->load_us},
+        {.key = "inputs", .str = inputs},
+        {.key = "outputs", .str = outputs},
+        {.key = "opset", .num = model->metadata.opset},
+    };
+    oxs__log(model->server, OXS_LOG_INFO, model->name, "model loaded", fields,
+             sizeof(fields) / sizeof(fields[0]));
+}
+
+/* Creates a registered model in state LOADING (or UNAVAILABLE with reason, when path is NULL)
+ * and returns it with one extra reference for the caller. */
+static oxs_status_t model_register(oxs_server_t *server, const char *name, int64_t version,
+                                   oxs_model_t **out, char *error, size_t error_size)
+{
+    oxs_model_t *model = oxs__calloc(&server->allocator, 1, sizeof(*model));
+    if (model == NULL)
+        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+    atomic_init(&model->refs, 2); /* the registry's and the caller's */
+    atomic_init(&model->state, OXS_MODEL_LOADING);
+    model->server = server;
+    model->version = version;
+    model->metadata.opset = -1;
+    model->metadata.producer_name = model->metadata.graph_name = "";
+    model->metadata.domain = model->metadata.description = "";
+    model->name = oxs__strdup(&server->allocator, name);
+    if (model->name == NULL) {
+        oxs__free(&server->allocator, model);
+        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+    }
+    oxs_status_t result = registry_insert(server->registry, model, error, error_size);
+    if (result != OXS_OK) {
+        oxs__free(&server->allocator, model->name);
+        oxs__free(&server->allocator, model);
+        return result;
+    }
+    *out = model;
+    return OXS_OK;
+}
+
+static void mark_unavailable(oxs_model_t *model, const char *reason, const char *path)
+{
+    snprintf(model->reason, sizeof(model->reason), "%s", reason);
+    oxs__redact_paths(model->reason);
+    atomic_store(&model->state, OXS_MODEL_UNAVAILABLE);
+    oxs_log_field_t fields[] = {
+        {.key = "version", .num = model->version},
+        {.key = "path", .str = path ? path : ""},
+        {.key = "error", .str = model->reason},
+    };
+    oxs__log(model->server, OXS_LOG_ERROR, model->name, "model failed to load", fields,
+             sizeof(fields) / sizeof(fields[0]));
+}
+
+oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64_t version,
+                                   const char *path, char *error, size_t error_size)
+{
+    char message[512];
+    oxs_model_t *model = NULL;
+
+    if (server == NULL || name == NULL || path == NULL)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "server, name and path are required");
+    if (!valid_model_name(name))
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "invalid model name \"%.128s\": expected 1 to 128 letters, digits, '_', "
+                         "'-' or '.', not starting with '.'",
+                         name);
+    if (version <= 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "model \"%s\": invalid version %lld, expected a positive integer", name,
+                         (long long)version);
+
+    oxs_status_t result = model_register(server, name, version, &model, error, error_size);
+    if (result != OXS_OK)
+        return result;
+
+    int64_t started = oxs__now_us();
+    result = oxs__session_load(model, path, message, sizeof(message));
+    model->load_us = oxs__now_us() - started;
+    if (result != OXS_OK) {
+        oxs__session_unload(model);
+        mark_unavailable(model, message, path);
+        oxs__fail(result, error, error_size, "%s", model->reason);
+    } else {
+        atomic_store(&model->state, OXS_MODEL_READY);
+        log_load(model, path);
+    }
+    oxs_model_release(model);
+    return result;
+}
+
+/* Returns the highest positive integer subfolder of model_dir that contains model.onnx, or 0. */
+static int64_t highest_version(const char *model_dir)
+{
+    DIR *dir = opendir(model_dir);
+    if (dir == NULL)
+        return 0;
+    int64_t best = 0;
+    struct dirent *entry;
+    char path[4096];
+    while ((entry = readdir(dir)) != NULL) {
+        char *end = NULL;
+        errno = 0;
+        long long version = strtoll(entry->d_name, &end, 10);
+        if (errno != 0 || end == entry->d_name || *end != '\0' || version <= 0 ||
+            entry->d_name[0] == '+' || entry->d_name[0] == '0')
+            continue;
+        int n = snprintf(path, sizeof(path), "%s/%s/model.onnx", model_dir, entry->d_name);
+        struct stat info;
+        if (n > 0 && (size_t)n < sizeof(path) && stat(path, &info) == 0 && S_ISREG(info.st_mode) &&
+            version > best)
+            best = version;
+    }
+    closedir(dir);
+    return best;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+oxs_status_t oxs_server_load_repository(oxs_server_t *server, const char *path, char *error,
+                                        size_t error_size)
+{
+    oxs_status_t result = OXS_OK;
+    char **names = NULL;
+    size_t count = 0, capacity = 0;
+    struct dirent *entry;
+    char model_dir[4096], model_path[4200];
+
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return oxs__fail(OXS_ERR_NOT_FOUND, error, error_size,
+                         "model repository \"%s\" cannot be read: %s", path, strerror(errno));
+
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] == '.')
+            continue;
+        int n = snprintf(model_dir, sizeof(model_dir), "%s/%s", path, entry->d_name);
+        struct stat info;
+        if (n < 0 || (size_t)n >= sizeof(model_dir) || stat(model_dir, &info) != 0 ||
+            !S_ISDIR(info.st_mode))
+            continue;
+        if (count == capacity) {
+            capacity = capacity ? capacity * 2 : 16;
+            char **grown = oxs__calloc(&server->allocator, capacity, sizeof(*grown));
+            if (grown == NULL) {
+                result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+                goto cleanup;
+            }
+            if (count > 0)
+                memcpy(grown, names, count * sizeof(*names));
+            oxs__free(&server->allocator, names);
+            names = grown;
+        }
+        names[count] = oxs__strdup(&server->allocator, entry->d_name);
+        if (names[count] == NULL) {
+            result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+            goto cleanup;
+        }
+        count++;
+    }
+    if (count > 1)
+        qsort(names, count, sizeof(*names), compare_names);
+
+    for (size_t i = 0; i < count; i++) {
+        char message[512];
+        snprintf(model_dir, sizeof(model_dir), "%s/%s", path, names[i]);
+        int64_t version = highest_version(model_dir);
+        if (version == 0) {
+            /* Registered anyway, so /healthz and metadata show why it is not served. */
+            oxs_model_t *model = NULL;
+            if (valid_model_name(names[i]) &&
+                model_register(server, names[i], 0, &model, message, sizeof(message)) == OXS_OK) {
+                mark_unavailable(model,
+                                 "no version folder (a positive integer) with a model.onnx file",
+                                 model_dir);
+                oxs_model_release(model);
+            }
+            continue;
+        }
+        snprintf(model_path, sizeof(model_path), "%s/%lld/model.onnx", model_dir,
+                 (long long)version);
+        /* A failure is recorded in the model's state and logged; the others still load. */
+        oxs_server_load_model(server, names[i], version, model_path, message, sizeof(message));
+    }
+
+cleanup:
+    closedir(dir);
+    for (size_t i = 0; i < count; i++)
+        oxs__free(&server->allocator, names[i]);
+    oxs__free(&server->allocator, names);
+    return result;
+}
+
+oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_t version,
+                                  oxs_model_t **out)
+{
+    oxs__registry_t *registry = server->registry;
+    oxs_model_t *found = NULL;
+    *out = NULL;
+
+    pthread_mutex_lock(&registry->lock);
+    for (size_t i = 0; i < registry->count; i++) {
+        oxs_model_t *model = registry->models[i];
+        if (strcmp(model->name, name) != 0)
+            continue;
+        /* Version 0 asks for the highest version; the list is sorted, so the last match wins. */
+        if (version == 0 || model->version == version)
+            found = model;
+    }
+    if (found != NULL)
+        oxs_model_acquire(found);
+    pthread_mutex_unlock(&registry->lock);
+
+    if (found == NULL)
+        return OXS_ERR_NOT_FOUND;
+    *out = found;
+    return OXS_OK;
+}
+
+size_t oxs_server_model_count(oxs_server_t *server)
+{
+    pthread_mutex_lock(&server->registry->lock);
+    size_t count = server->registry->count;
+    pthread_mutex_unlock(&server->registry->lock);
+    return count;
+}
+
+oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t **out)
+{
+    oxs_status_t result = OXS_ERR_NOT_FOUND;
+    *out = NULL;
+    pthread_mutex_lock(&server->registry->lock);
+    if (index < server->registry->count) {
+        *out = server->registry->models[index];
+        oxs_model_acquire(*out);
+        result = OXS_OK;
+    }
+    pthread_mutex_unlock(&server->registry->lock);
+    return result;
+}
+
+/* ---- model handles --------------------------------------------------------------------- */
+
+void oxs_model_acquire(oxs_model_t *model)
+{
+    atomic_fetch_add_explicit(&model->refs, 1, memory_order_relaxed);
+}
+
+void oxs_model_release(oxs_model_t *model)
+{
+    if (model == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&model->refs, 1, memory_order_acq_rel) == 1)
+        oxs__model_free(model);
+}
+
+void oxs__model_free(oxs_model_t *model)
+{
+    const oxs_allocator_t *allocator = &model->server->allocator;
+    oxs__session_unload(model);
+    oxs__free(allocator, model->name);
+    oxs__free(allocator, model);
+}
+
+const char *oxs_model_name(const oxs_model_t *model)
+{
+    return model->name;
+}
+
+int64_t oxs_model_version(const oxs_model_t *model)
+{
+    return model->version;
+}
+
+oxs_model_state_t oxs_model_state(const oxs_model_t *model)
+{
+    return (oxs_model_state_t)atomic_load(&model->state);
+}
+
+const char *oxs_model_state_reason(const oxs_model_t *model)
+{
+    return atomic_load(&model->state) == OXS_MODEL_UNAVAILABLE ? model->reason : "";
+}
+
+int64_t oxs_model_load_us(const oxs_model_t *model)
+{
+    return model->load_us;
+}
+
+size_t oxs_model_input_count(const oxs_model_t *model)
+{
+    return model->input_count;
+}
+
+size_t oxs_model_output_count(const oxs_model_t *model)
+{
+    return model->output_count;
+}
+
+const oxs_tensor_info_t *oxs_model_input(const oxs_model_t *model, size_t index)
+{
+    return index < model->input_count ? &model->inputs[index].info : NULL;
+}
+
+const oxs_tensor_info_t *oxs_model_output(const oxs_model_t *model, size_t index)
+{
+    return index < model->output_count ? &model->outputs[index].info : NULL;
+}
+
+static int find_io(const oxs__io_t *ios, size_t count, const char *name, size_t len)
+{
+    for (size_t i = 0; i < count; i++) {
+        const char *candidate = ios[i].info.name;
+        if (strlen(candidate) == len && memcmp(candidate, name, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+int oxs_model_find_input(const oxs_model_t *model, const char *name, size_t len)
+{
+    return find_io(model->inputs, model->input_count, name, len);
+}
+
+int oxs_model_find_output(const oxs_model_t *model, const char *name, size_t len)
+{
+    return find_io(model->outputs, model->output_count, name, len);
+}
+
+const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model)
+{
+    return &model->metadata;
+}
