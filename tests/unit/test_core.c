@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -407,6 +408,36 @@ static void test_invalid_options_rejected(void **state)
     assert_string_equal(error, "workers: invalid value 0, expected 1 to 1024");
 }
 
+/* Session options from the options struct reach ONNX Runtime: the optimized model is written. */
+static void test_optimized_model_written(void **state)
+{
+    (void)state;
+    char folder[] = "/tmp/oxs-optimized-XXXXXX";
+    assert_non_null(mkdtemp(folder));
+    oxs_options_t options;
+    oxs_options_init(&options);
+    options.optimized_model_dir = folder;
+    options.graph_optimization = OXS_GRAPH_OPT_BASIC;
+    options.enable_mem_arena = 0;
+    options.enable_mem_pattern = 0;
+    oxs_server_t *server = create_server(&options);
+    oxs_model_t *model = load(server, "scale");
+    waiter_t waiter;
+    waiter_init(&waiter);
+    run_scale(server, model, &waiter, 2);
+
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/scale-1.optimized.onnx", folder);
+    FILE *file = fopen(path, "rb");
+    assert_non_null(file);
+    fclose(file);
+    remove(path);
+    rmdir(folder);
+
+    oxs_model_release(model);
+    oxs_server_destroy(server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_broken_model_unavailable),
         cmocka_unit_test(test_queue_full_rejects),
         cmocka_unit_test(test_steady_requests_allocation_bound),
+        cmocka_unit_test(test_optimized_model_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
