@@ -1,0 +1,369 @@
+/* JSON encoders: infer and /predict responses, model metadata, errors and string escaping. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/json.h"
+
+/* ---- strings -------------------------------------------------------------------------------- */
+
+/* Returns the length of the valid UTF-8 sequence at text (at most len bytes), or 0 when the
+ * bytes are not valid UTF-8: overlong forms, surrogates and code points past U+10FFFF are
+ * invalid too. */
+static size_t utf8_sequence_length(const unsigned char *text, size_t len)
+{
+    unsigned char lead = text[0];
+    size_t need;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;
+
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        need = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        need = 3;
+        if (lead == 0xE0)
+            low = 0xA0;
+        else if (lead == 0xED)
+            high = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        need = 4;
+        if (lead == 0xF0)
+            low = 0x90;
+        else if (lead == 0xF4)
+            high = 0x8F;
+    } else {
+        return 0;
+    }
+
+    if (len < need || text[1] < low || text[1] > high)
+        return 0;
+    for (size_t i = 2; i < need; i++) {
+        if ((text[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    return need;
+}
+
+void oxs_json_write_string(oxs_buf_t *out, const char *text, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *bytes = (const unsigned char *)text;
+    size_t run = 0; /* start of the bytes that need no escaping */
+    size_t i = 0;
+
+    oxs_buf_putc(out, '"');
+    while (i < len) {
+        unsigned char c = bytes[i];
+        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+
+        oxs_buf_append(out, text + run, i - run);
+        if (c == '"' || c == '\\') {
+            oxs_buf_putc(out, '\\');
+            oxs_buf_putc(out, (char)c);
+            i++;
+        } else if (c < 0x80) {
+            /* Control characters, DEL included, as \u00XX. */
+            char escape[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+            oxs_buf_append(out, escape, sizeof(escape));
+            i++;
+        } else {
+            size_t n = utf8_sequence_length(bytes + i, len - i);
+            if (n == 0) {
+                oxs_buf_puts(out, "\\ufffd"); /* one replacement per invalid byte */
+                i++;
+            } else if (n == 3 && c == 0xE2 && bytes[i + 1] == 0x80 &&
+                       (bytes[i + 2] == 0xA8 || bytes[i + 2] == 0xA9)) {
+                /* U+2028 and U+2029 are valid JSON but end a line in JavaScript source. */
+                oxs_buf_puts(out, bytes[i + 2] == 0xA8 ? "\\u2028" : "\\u2029");
+                i += n;
+            } else {
+                oxs_buf_append(out, text + i, n);
+                i += n;
+            }
+        }
+        run = i;
+    }
+    oxs_buf_append(out, text + run, len - run);
+    oxs_buf_putc(out, '"');
+}
+
+static void write_cstring(oxs_buf_t *out, const char *text)
+{
+    oxs_json_write_string(out, text != NULL ? text : "", text != NULL ? strlen(text) : 0);
+}
+
+/* ---- numbers --------------------------------------------------------------------------------- */
+
+/* Writes at most 31 characters formatted by snprintf straight into the buffer. */
+__attribute__((format(printf, 2, 3))) static void write_formatted(oxs_buf_t *out,
+                                                                 const char *format, ...)
+{
+    if (!oxs_buf_reserve(out, 32))
+        return;
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(out->data + out->len, 32, format, args);
+    va_end(args);
+    if (n > 0 && n < 32)
+        out->len += (size_t)n;
+}
+
+/* Writes a float with the fewer digits of %.6g and %.9g that still reads back as the same
+ * float, so 1.2f prints as 1.2. NaN and infinities have no JSON form and print as null. */
+static void write_fp32(oxs_buf_t *out, float value)
+{
+    if (!isfinite(value)) {
+        oxs_buf_puts(out, "null");
+        return;
+    }
+    char text[32];
+    snprintf(text, sizeof(text), "%.6g", (double)value);
+    if (strtof(text, NULL) != value)
+        snprintf(text, sizeof(text), "%.9g", (double)value);
+    oxs_buf_puts(out, text);
+}
+
+/* Same as write_fp32 with %.15g and %.17g. NOTE: neither is always the shortest text that
+ * reads back exactly, only a short one. */
+static void write_fp64(oxs_buf_t *out, double value)
+{
+    if (!isfinite(value)) {
+        oxs_buf_puts(out, "null");
+        return;
+    }
+    char text[32];
+    snprintf(text, sizeof(text), "%.15g", value);
+    if (strtod(text, NULL) != value)
+        snprintf(text, sizeof(text), "%.17g", value);
+    oxs_buf_puts(out, text);
+}
+
+static float half_to_float(uint16_t bits)
+{
+    uint32_t sign = (uint32_t)(bits & 0x8000) << 16;
+    uint32_t exponent = (bits >> 10) & 0x1F;
+    uint32_t mantissa = bits & 0x3FF;
+    float magnitude;
+
+    if (exponent == 0)
+        magnitude = ldexpf((float)mantissa, -24); /* zero and subnormals */
+    else if (exponent == 31)
+        magnitude = mantissa != 0 ? NAN : INFINITY;
+    else
+        magnitude = ldexpf((float)(mantissa | 0x400), (int)exponent - 25);
+    return sign != 0 ? -magnitude : magnitude;
+}
+
+static float bfloat16_to_float(uint16_t bits)
+{
+    uint32_t wide = (uint32_t)bits << 16;
+    float value;
+    memcpy(&value, &wide, sizeof(value));
+    return value;
+}
+
+/* Writes the elements of a tensor as a flat JSON array. */
+static void write_tensor_data(oxs_buf_t *out, oxs_datatype_t datatype, const void *data,
+                              size_t count)
+{
+    oxs_buf_putc(out, '[');
+    for (size_t i = 0; i < count && !out->failed; i++) {
+        if (i > 0)
+            oxs_buf_putc(out, ',');
+        switch (datatype) {
+        case OXS_DT_BOOL: oxs_buf_puts(out, ((const uint8_t *)data)[i] ? "true" : "false"); break;
+        case OXS_DT_UINT8: write_formatted(out, "%" PRIu8, ((const uint8_t *)data)[i]); break;
+        case OXS_DT_UINT16: write_formatted(out, "%" PRIu16, ((const uint16_t *)data)[i]); break;
+        case OXS_DT_UINT32: write_formatted(out, "%" PRIu32, ((const uint32_t *)data)[i]); break;
+        case OXS_DT_UINT64: write_formatted(out, "%" PRIu64, ((const uint64_t *)data)[i]); break;
+        case OXS_DT_INT8: write_formatted(out, "%" PRId8, ((const int8_t *)data)[i]); break;
+        case OXS_DT_INT16: write_formatted(out, "%" PRId16, ((const int16_t *)data)[i]); break;
+        case OXS_DT_INT32: write_formatted(out, "%" PRId32, ((const int32_t *)data)[i]); break;
+        case OXS_DT_INT64: write_formatted(out, "%" PRId64, ((const int64_t *)data)[i]); break;
+        case OXS_DT_FP16: write_fp32(out, half_to_float(((const uint16_t *)data)[i])); break;
+        case OXS_DT_FP32: write_fp32(out, ((const float *)data)[i]); break;
+        case OXS_DT_FP64: write_fp64(out, ((const double *)data)[i]); break;
+        case OXS_DT_BF16: write_fp32(out, bfloat16_to_float(((const uint16_t *)data)[i])); break;
+        default:
+            /* NOTE: BYTES outputs have no element layout in the public API yet. */
+            oxs_buf_puts(out, "null");
+            break;
+        }
+    }
+    oxs_buf_putc(out, ']');
+}
+
+static void write_shape(oxs_buf_t *out, const int64_t *dims, int rank)
+{
+    oxs_buf_putc(out, '[');
+    for (int i = 0; i < rank; i++) {
+        if (i > 0)
+            oxs_buf_putc(out, ',');
+        write_formatted(out, "%" PRId64, dims[i]);
+    }
+    oxs_buf_putc(out, ']');
+}
+
+/* ---- responses ----------------------------------------------------------------------------- */
+
+void oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *response)
+{
+    const oxs_request_t *request = oxs_response_request(response);
+    const oxs_model_t *model = oxs_request_model(request);
+    const char *id = oxs_request_id(request);
+
+    oxs_buf_puts(out, "{\"model_name\":");
+    write_cstring(out, oxs_model_name(model));
+    oxs_buf_puts(out, ",\"model_version\":\"");
+    write_formatted(out, "%" PRId64, oxs_model_version(model));
+    oxs_buf_putc(out, '"');
+    if (id != NULL && id[0] != '\0') {
+        oxs_buf_puts(out, ",\"id\":");
+        write_cstring(out, id);
+    }
+
+    oxs_buf_puts(out, ",\"outputs\":[");
+    size_t count = oxs_response_output_count(response);
+    bool first = true;
+    for (size_t i = 0; i < count; i++) {
+        oxs_tensor_view_t view;
+        if (oxs_response_output(response, i, &view) != OXS_OK)
+            continue;
+        if (!first)
+            oxs_buf_putc(out, ',');
+        first = false;
+        oxs_buf_puts(out, "{\"name\":");
+        write_cstring(out, view.name);
+        oxs_buf_puts(out, ",\"datatype\":");
+        write_cstring(out, oxs_datatype_name(view.datatype));
+        oxs_buf_puts(out, ",\"shape\":");
+        write_shape(out, view.shape, view.rank);
+        oxs_buf_puts(out, ",\"data\":");
+        write_tensor_data(out, view.datatype, view.data, view.element_count);
+        oxs_buf_putc(out, '}');
+    }
+    oxs_buf_puts(out, "]}");
+}
+
+void oxs_json_encode_predict(oxs_buf_t *out, const oxs_response_t *response)
+{
+    const oxs_request_t *request = oxs_response_request(response);
+    const char *id = oxs_request_id(request);
+    oxs_tensor_view_t view;
+    bool has_output =
+        oxs_response_output_count(response) > 0 && oxs_response_output(response, 0, &view) == OXS_OK;
+
+    oxs_buf_puts(out, "{\"output\":");
+    if (has_output)
+        write_tensor_data(out, view.datatype, view.data, view.element_count);
+    else
+        oxs_buf_puts(out, "[]");
+    oxs_buf_puts(out, ",\"shape\":");
+    if (has_output)
+        write_shape(out, view.shape, view.rank);
+    else
+        oxs_buf_puts(out, "[]");
+    oxs_buf_puts(out, ",\"model\":");
+    write_cstring(out, oxs_model_name(oxs_request_model(request)));
+    oxs_buf_puts(out, ",\"request_id\":");
+    if (id != NULL && id[0] != '\0')
+        write_cstring(out, id);
+    else
+        oxs_buf_puts(out, "null");
+    oxs_buf_putc(out, '}');
+}
+
+/* ---- model metadata ----------------------------------------------------------------------- */
+
+static void write_tensor_infos(oxs_buf_t *out, const oxs_model_t *model, bool inputs)
+{
+    size_t count = inputs ? oxs_model_input_count(model) : oxs_model_output_count(model);
+    oxs_buf_putc(out, '[');
+    for (size_t i = 0; i < count; i++) {
+        const oxs_tensor_info_t *info = inputs ? oxs_model_input(model, i)
+                                               : oxs_model_output(model, i);
+        if (i > 0)
+            oxs_buf_putc(out, ',');
+        oxs_buf_puts(out, "{\"name\":");
+        write_cstring(out, info->name);
+        /* A type without a protocol name is reported by its ONNX name, such as "string". */
+        oxs_buf_puts(out, ",\"datatype\":");
+        write_cstring(out, info->datatype != OXS_DT_INVALID ? oxs_datatype_name(info->datatype)
+                                                            : info->onnx_type);
+        oxs_buf_puts(out, ",\"shape\":");
+        if (info->rank >= 0)
+            write_shape(out, info->dims, info->rank);
+        else
+            oxs_buf_puts(out, "null"); /* no array can stand for an unknown rank */
+        oxs_buf_putc(out, '}');
+    }
+    oxs_buf_putc(out, ']');
+}
+
+static void write_metadata_parameters(oxs_buf_t *out, const oxs_model_t *model)
+{
+    const oxs_model_metadata_t *metadata = oxs_model_metadata(model);
+
+    oxs_buf_putc(out, '{');
+    if (metadata != NULL) {
+        oxs_buf_puts(out, "\"producer_name\":");
+        write_cstring(out, metadata->producer_name);
+        oxs_buf_puts(out, ",\"opset\":");
+        if (metadata->opset >= 0)
+            write_formatted(out, "%" PRId64, metadata->opset);
+        else
+            oxs_buf_puts(out, "null");
+        oxs_buf_puts(out, ",\"graph_name\":");
+        write_cstring(out, metadata->graph_name);
+        oxs_buf_puts(out, ",\"domain\":");
+        write_cstring(out, metadata->domain);
+        oxs_buf_puts(out, ",\"description\":");
+        write_cstring(out, metadata->description);
+        oxs_buf_puts(out, ",\"model_version\":");
+        write_formatted(out, "%" PRId64, metadata->model_version);
+        oxs_buf_puts(out, ",\"metadata\":{");
+        for (size_t i = 0; i < metadata->custom_count; i++) {
+            if (i > 0)
+                oxs_buf_putc(out, ',');
+            write_cstring(out, metadata->custom_keys[i]);
+            oxs_buf_putc(out, ':');
+            write_cstring(out, metadata->custom_values[i]);
+        }
+        oxs_buf_puts(out, "},");
+    }
+    oxs_buf_puts(out, "\"state\":");
+    write_cstring(out, oxs_model_state_name(oxs_model_state(model)));
+    oxs_buf_puts(out, ",\"state_reason\":");
+    write_cstring(out, oxs_model_state_reason(model));
+    oxs_buf_putc(out, '}');
+}
+
+void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model)
+{
+    oxs_buf_puts(out, "{\"name\":");
+    write_cstring(out, oxs_model_name(model));
+    oxs_buf_puts(out, ",\"versions\":[\"");
+    write_formatted(out, "%" PRId64, oxs_model_version(model));
+    oxs_buf_puts(out, "\"],\"platform\":\"onnxruntime_onnx\",\"inputs\":");
+    write_tensor_infos(out, model, true);
+    oxs_buf_puts(out, ",\"outputs\":");
+    write_tensor_infos(out, model, false);
+    oxs_buf_puts(out, ",\"parameters\":");
+    write_metadata_parameters(out, model);
+    oxs_buf_putc(out, '}');
+}
+
+void oxs_json_encode_error(oxs_buf_t *out, const char *message)
+{
+    oxs_buf_puts(out, "{\"error\":");
+    write_cstring(out, message);
+    oxs_buf_putc(out, '}');
+}
