@@ -51,18 +51,32 @@ void *oxs__arena_alloc(oxs__arena_t *arena, size_t size)
     return ptr;
 }
 
+/* Largest chunk an arena keeps across resets; a request that needed more allocates again. */
+#define ARENA_KEEP_MAX ((size_t)1 << 20)
+
 void oxs__arena_reset(oxs__arena_t *arena)
 {
-    /* Keep the oldest chunk, the one sized for a typical request, and free the rest. */
+    /* Keep one chunk: the newest (largest, as chunks double) when it is at most ARENA_KEEP_MAX,
+     * so requests of a steady size stop allocating after a few rounds; otherwise the oldest. */
+    oxs__arena_chunk_t *keep = arena->head;
+    if (keep != NULL && keep->size > ARENA_KEEP_MAX)
+        while (keep->next != NULL)
+            keep = keep->next;
+
     oxs__arena_chunk_t *chunk = arena->head;
-    while (chunk != NULL && chunk->next != NULL) {
+    while (chunk != NULL) {
         oxs__arena_chunk_t *next = chunk->next;
-        oxs__free(arena->allocator, chunk);
+        if (chunk != keep)
+            oxs__free(arena->allocator, chunk);
         chunk = next;
     }
-    if (chunk != NULL)
-        chunk->used = 0;
-    arena->head = chunk;
+    if (keep != NULL) {
+        keep->next = NULL;
+        keep->used = 0;
+        if (keep->size > arena->chunk_size)
+            arena->chunk_size = keep->size;
+    }
+    arena->head = keep;
 }
 
 void oxs__arena_destroy(oxs__arena_t *arena)

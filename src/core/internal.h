@@ -35,12 +35,12 @@ int64_t oxs__now_us(void);
 
 typedef struct oxs__arena_chunk oxs__arena_chunk_t;
 
-/* A bump allocator: allocations live until oxs__arena_reset, which keeps the first chunk so
- * a reused arena does not allocate again for requests of the same size. */
+/* A bump allocator: allocations live until oxs__arena_reset, which keeps one chunk so a
+ * reused arena does not allocate again for requests of the same size. */
 typedef struct oxs__arena {
     const oxs_allocator_t *allocator;
-    oxs__arena_chunk_t *head;  /* current chunk; the first chunk is last in the list */
-    size_t chunk_size;         /* size of the first chunk */
+    oxs__arena_chunk_t *head;  /* newest chunk; older ones follow through next */
+    size_t chunk_size;         /* size of the next first chunk, grown to the kept chunk's size */
 } oxs__arena_t;
 
 void oxs__arena_init(oxs__arena_t *arena, const oxs_allocator_t *allocator, size_t chunk_size);
