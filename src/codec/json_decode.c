@@ -172,10 +172,26 @@ static void input_label(const decoder_t *d, char *out, size_t size)
     }
 }
 
+/* Fails with a wrong-type message; text is the scalar received (shown, cut to a short
+ * excerpt), or NULL for an array or object. */
+static int fail_type_value(decoder_t *d, const char *field, const char *expected,
+                           value_kind_t got, const char *text, size_t len)
+{
+    oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
+    oxs__msg_printf(msg, "%s: expected %s, got %s", field, expected, value_kind_names[got]);
+    if (text != NULL && (got == VALUE_STRING || got == VALUE_NUMBER)) {
+        oxs__msg_printf(msg, " ");
+        if (got == VALUE_STRING)
+            oxs__msg_quote(msg, text, len);
+        else
+            oxs__msg_value(msg, text, len);
+    }
+    return 0;
+}
+
 static int fail_type(decoder_t *d, const char *field, const char *expected, value_kind_t got)
 {
-    return fail(d, OXS_ERR_INVALID_ARGUMENT, "%s: expected %s, got %s", field, expected,
-                value_kind_names[got]);
+    return fail_type_value(d, field, expected, got, NULL, 0);
 }
 
 /* ---- small helpers --------------------------------------------------------------------------- */
@@ -688,13 +704,13 @@ static int on_input_scalar(decoder_t *d, value_kind_t kind, const char *text, si
     switch (d->input_key) {
     case INPUT_NAME:
         return kind == VALUE_STRING ? on_input_name(d, text, len)
-                                    : fail_type(d, field, "a string", kind);
+                                    : fail_type_value(d, field, "a string", kind, text, len);
     case INPUT_DATATYPE:
         return kind == VALUE_STRING ? on_datatype(d, text, len)
-                                    : fail_type(d, field, "a string", kind);
-    case INPUT_SHAPE: return fail_type(d, field, "an array of integers", kind);
-    case INPUT_DATA: return fail_type(d, field, "an array", kind);
-    case INPUT_PARAMETERS: return fail_type(d, field, "an object", kind);
+                                    : fail_type_value(d, field, "a string", kind, text, len);
+    case INPUT_SHAPE: return fail_type_value(d, field, "an array of integers", kind, text, len);
+    case INPUT_DATA: return fail_type_value(d, field, "an array", kind, text, len);
+    case INPUT_PARAMETERS: return fail_type_value(d, field, "an object", kind, text, len);
     default: return 1;
     }
 }
@@ -704,20 +720,20 @@ static int on_scalar(decoder_t *d, value_kind_t kind, const char *text, size_t l
     char field[64];
     switch (d->where) {
     case WHERE_START:
-        return fail_type(d, "request body", "a JSON object", kind);
+        return fail_type_value(d, "request body", "a JSON object", kind, text, len);
     case WHERE_ROOT_VALUE:
         value_done(d);
         switch (d->root_key) {
         case ROOT_ID:
-            return kind == VALUE_STRING ? on_id(d, text, len) : fail_type(d, "id", "a string", kind);
-        case ROOT_PARAMETERS: return fail_type(d, "parameters", "an object", kind);
-        case ROOT_INPUTS: return fail_type(d, "inputs", "an array of objects", kind);
-        case ROOT_OUTPUTS: return fail_type(d, "outputs", "an array of objects", kind);
+            return kind == VALUE_STRING ? on_id(d, text, len) : fail_type_value(d, "id", "a string", kind, text, len);
+        case ROOT_PARAMETERS: return fail_type_value(d, "parameters", "an object", kind, text, len);
+        case ROOT_INPUTS: return fail_type_value(d, "inputs", "an array of objects", kind, text, len);
+        case ROOT_OUTPUTS: return fail_type_value(d, "outputs", "an array of objects", kind, text, len);
         default: return 1;
         }
     case WHERE_INPUTS:
         snprintf(field, sizeof(field), "inputs[%zu]", d->input_total);
-        return fail_type(d, field, "an object", kind);
+        return fail_type_value(d, field, "an object", kind, text, len);
     case WHERE_INPUT_VALUE:
         value_done(d);
         return on_input_scalar(d, kind, text, len);
@@ -725,7 +741,7 @@ static int on_scalar(decoder_t *d, value_kind_t kind, const char *text, size_t l
         if (kind == VALUE_NUMBER)
             return on_dim(d, text, len);
         snprintf(field, sizeof(field), "inputs[%zu].shape[%d]", d->in.position, d->in.rank);
-        return fail_type(d, field, "a non-negative integer", kind);
+        return fail_type_value(d, field, "a non-negative integer", kind, text, len);
     case WHERE_DATA:
         return on_data_event(d, kind, text, len);
     case WHERE_OUTPUTS:

@@ -178,6 +178,22 @@ static int scan_dim(predict_decoder_t *d, const char *text, size_t len)
     return 1;
 }
 
+/* Fails with a wrong-type message that shows the scalar received (strings quoted). */
+static int fail_scalar(predict_decoder_t *d, const char *field, const char *expected,
+                       const char *type, const char *text, size_t len)
+{
+    oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
+    oxs__msg_printf(msg, "%s: expected %s, got %s", field, expected, type);
+    if (text != NULL && strcmp(type, "string") == 0) {
+        oxs__msg_printf(msg, " ");
+        oxs__msg_quote(msg, text, len);
+    } else if (text != NULL && strcmp(type, "number") == 0) {
+        oxs__msg_printf(msg, " ");
+        oxs__msg_value(msg, text, len);
+    }
+    return 0;
+}
+
 /* ---- callbacks shared by both passes ------------------------------------------------------- */
 
 static int on_scalar(predict_decoder_t *d, const char *type, const char *text, size_t len)
@@ -187,14 +203,16 @@ static int on_scalar(predict_decoder_t *d, const char *type, const char *text, s
         return fail(d, "request body: expected a JSON object, got %s", type);
     case PREDICT_ROOT_VALUE:
         d->where = PREDICT_ROOT;
-        return fail(d, "%s: expected an array, got %s", d->key == KEY_DATA ? "data" : "shape",
-                    type);
+        return fail_scalar(d, d->key == KEY_DATA ? "data" : "shape", "an array", type, text,
+                           len);
     case PREDICT_SHAPE:
         if (d->converting)
             return 1;
-        if (strcmp(type, "number") != 0)
-            return fail(d, "shape[%d]: expected a non-negative integer, got %s", d->shape_rank,
-                        type);
+        if (strcmp(type, "number") != 0) {
+            char field[32];
+            snprintf(field, sizeof(field), "shape[%d]", d->shape_rank);
+            return fail_scalar(d, field, "a non-negative integer", type, text, len);
+        }
         return scan_dim(d, text, len);
     case PREDICT_DATA:
         if (!d->converting)
