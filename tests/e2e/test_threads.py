@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""The thread count is fixed at start: 500 connections holding partly sent requests and a full
+queue do not add a thread, and requests beyond the queue get 503 with Retry-After at once."""
+import http.client
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+HTTP_THREADS = 2
+WORKERS = 3
+INTRA_OP_THREADS = 2
+QUEUE_SIZE = 4
+HELD_CONNECTIONS = 500
+
+# The formula in docs/ARCHITECTURE.md: the main thread, the I/O threads, the inference workers and
+# ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX Runtime 1.29 adds exactly
+# intra_op_threads threads (intra_op_threads - 1 pool threads plus one it starts beside them).
+EXPECTED_THREADS = 1 + HTTP_THREADS + WORKERS + INTRA_OP_THREADS
+
+
+def hold_request(port, index):
+    """Open a connection and send headers announcing 100 body bytes, but only 10 of them."""
+    sock = socket.create_connection((harness.HOST, port), timeout=30)
+    head = (f"POST /v2/models/scale/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"X-Request-ID: held-{index}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100\r\n\r\n")
+    sock.sendall(head.encode() + b'{"inputs":')
+    return sock
+
+
+class Requester(threading.Thread):
+    def __init__(self, server, body, request_id, path="/v2/models/slow/infer"):
+        super().__init__(daemon=True)
+        self.server, self.body, self.request_id, self.path = server, body, request_id, path
+        self.response = None
+        self.error = None
+        self.elapsed = None
+
+    def run(self):
+        started = time.monotonic()
+        try:
+            self.response = self.server.post_json(self.path, self.body,
+                                                  headers={"X-Request-ID": self.request_id},
+                                                  timeout=300)
+        except (OSError, http.client.HTTPException) as error:
+            self.error = error
+        self.elapsed = time.monotonic() - started
+
+
+class ThreadCountTest(harness.ServerTestCase):
+    def setUp(self):
+        self.server = self.start_server([
+            "--model-repository", os.path.join(harness.test_data_dir(), "repo"),
+            "--http-threads", str(HTTP_THREADS), "--workers", str(WORKERS),
+            "--intra-op-threads", str(INTRA_OP_THREADS), "--queue-size", str(QUEUE_SIZE)])
+
+    def assertThreadCount(self, context):
+        count = self.server.thread_count()
+        names = []
+        for tid in sorted(os.listdir(f"/proc/{self.server.pid}/task"), key=int):
+            try:
+                with open(f"/proc/{self.server.pid}/task/{tid}/comm") as f:
+                    names.append(f.read().strip())
+            except OSError:
+                names.append("?")
+        self.assertEqual(count, EXPECTED_THREADS,
+                         f"{context}: {count} threads ({names}), expected {EXPECTED_THREADS} = 1 main"
+                         f" + {HTTP_THREADS} HTTP + {WORKERS} workers + {INTRA_OP_THREADS} ONNX Runtime")
+
+    def test_thread_count_with_held_connections(self):
+        self.assertThreadCount("idle after start")
+        sockets = []
+        try:
+            for i in range(HELD_CONNECTIONS):
+                sockets.append(hold_request(self.server.port, i))
+            time.sleep(1.0)
+            self.assertTrue(self.server.running(), "server exited while connections were held")
+            self.assertThreadCount(f"{HELD_CONNECTIONS} connections holding requests")
+            response = self.server.get("/v2/health/live")
+            self.assertStatus(response, 200, "GET live while connections are held")
+        finally:
+            for sock in sockets:
+                sock.close()
+        response = self.server.post_json("/v2/models/scale/infer", {"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+        self.assertStatus(response, 200, "infer after the held connections closed")
+        self.assertThreadCount("after the held connections closed")
+
+    def test_full_queue_rejected_at_once(self):
+        rounds = harness.calibrate_slow_rounds(self.server, 3.0)
+        body = harness.slow_body(rounds)
+        running = [Requester(self.server, body, f"run-{i}") for i in range(WORKERS)]
+        for requester in running:
+            requester.start()
+        time.sleep(0.7)
+        queued = [Requester(self.server, body, f"queued-{i}") for i in range(QUEUE_SIZE)]
+        for requester in queued:
+            requester.start()
+        time.sleep(0.7)
+
+        # Workers busy and queue full: each extra request must get 503 at once.
+        for i in range(3):
+            started = time.monotonic()
+            response = self.server.post_json("/v2/models/scale/infer", {"inputs": [
+                {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
+                headers={"X-Request-ID": f"extra-{i}"})
+            elapsed = time.monotonic() - started
+            self.assertErrorMentions(response, 503, [], f"extra request {i} with a full queue")
+            self.assertTrue(response.header("Retry-After"),
+                            f"503 without Retry-After: {dict(response.headers)}")
+            self.assertLess(elapsed, 0.5, f"extra request {i} waited {elapsed:.2f} s for its 503")
+        self.assertThreadCount("workers busy and queue full")
+
+        for requester in running + queued:
+            requester.join(300)
+            self.assertIsNone(requester.error, f"{requester.request_id}: {requester.error!r}")
+            self.assertStatus(requester.response, 200, requester.request_id)
+        self.assertThreadCount("after the slow requests finished")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
