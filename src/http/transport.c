@@ -1,0 +1,748 @@
+/*
+ * The libuv transport: I/O threads, listening sockets and connections. It moves bytes between
+ * sockets and HTTP sessions and owns every libuv handle; the protocol lives in session.c.
+ *
+ * Each I/O thread runs its own loop with its own listening socket. libuv 1.44 cannot set
+ * SO_REUSEPORT, so the sockets are created here with socket(), bind() and listen() and handed
+ * to libuv with uv_tcp_open. The kernel then spreads new connections over the threads.
+ * A libuv handle is touched only on its loop's thread: other threads set command bits and wake
+ * the loop with uv_async_send.
+ */
+#include "http/frontend.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "http/session.h"
+
+#define READ_BUFFER_BYTES (64 * 1024)
+#define LISTEN_BACKLOG 1024
+/* How long a connection closed after a response keeps discarding what the client still sends,
+ * so the client reads the response instead of a reset. */
+#define LINGER_MS 2000
+/* uv_buf_t lengths are unsigned int, so a response body goes out in parts of at most 1 GiB. */
+#define WRITE_PART_BYTES ((size_t)1 << 30)
+#define MAX_WRITE_PARTS 16
+
+enum {
+    COMMAND_STOP_ACCEPTING = 1,
+    COMMAND_EXIT = 2,
+};
+
+typedef struct io_loop io_loop_t;
+
+typedef struct connection {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t write_req;
+    uv_write_t interim_req;
+    uv_shutdown_t shutdown_req;
+    io_loop_t *loop;
+    oxs__http_session_t *session;
+    struct connection *prev;
+    struct connection *next;
+    size_t unsent_bytes; /* write queue size at the last write or timeout, to see progress */
+    int open_handles;
+    bool closing;
+    bool lingering;
+    bool interim_pending;
+} connection_t;
+
+struct io_loop {
+    oxs_http_frontend_t *frontend;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_async_t wakeup;
+    uv_thread_t thread;
+    oxs__http_context_t ctx;
+    int fd; /* listening socket until libuv owns it, else -1 */
+    bool loop_ready;
+    bool ctx_ready;
+    bool wakeup_ready;
+    bool listener_ready;
+    bool listener_closed;
+    bool thread_started;
+    bool stopping;
+    atomic_int commands;
+    connection_t *connections;
+    char read_buffer[READ_BUFFER_BYTES];
+};
+
+struct oxs_http_frontend {
+    oxs_server_t *server;
+    const oxs_logger_t *logger;
+    oxs_http_config_t config;
+    char *host;
+    char *default_model;
+    int port;
+    atomic_int in_flight;
+    int loop_count;
+    io_loop_t **loops;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Connections */
+
+static void connection_on_handle_closed(uv_handle_t *handle)
+{
+    connection_t *conn = handle->data;
+
+    if (--conn->open_handles > 0)
+        return;
+    if (conn->session != NULL)
+        oxs__http_session_release(conn->session);
+    free(conn);
+}
+
+static void connection_close(connection_t *conn)
+{
+    io_loop_t *loop = conn->loop;
+
+    if (conn->closing)
+        return;
+    conn->closing = true;
+    if (conn->prev != NULL)
+        conn->prev->next = conn->next;
+    else
+        loop->connections = conn->next;
+    if (conn->next != NULL)
+        conn->next->prev = conn->prev;
+    conn->prev = conn->next = NULL;
+
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    uv_timer_stop(&conn->timer);
+    conn->open_handles = 2;
+    uv_close((uv_handle_t *)&conn->tcp, connection_on_handle_closed);
+    uv_close((uv_handle_t *)&conn->timer, connection_on_handle_closed);
+}
+
+static void connection_on_linger_timeout(uv_timer_t *timer)
+{
+    connection_close(timer->data);
+}
+
+static void connection_on_idle_timeout(uv_timer_t *timer)
+{
+    connection_t *conn = timer->data;
+    int idle_secs = conn->loop->frontend->config.idle_timeout_secs;
+
+    oxs__http_session_phase_t phase = oxs__http_session_phase(conn->session);
+
+    if (phase == OXS__SESSION_PROCESSING) {
+        /* The inference is still running, and its duration is not the client's fault. */
+        uv_timer_again(timer);
+        return;
+    }
+    if (phase == OXS__SESSION_SENDING && conn->tcp.write_queue_size < conn->unsent_bytes) {
+        /* A large response is still moving to a client that reads it. */
+        conn->unsent_bytes = conn->tcp.write_queue_size;
+        uv_timer_again(timer);
+        return;
+    }
+    oxs__http_session_log_timeout(conn->session, idle_secs);
+    connection_close(conn);
+}
+
+static void connection_restart_timer(connection_t *conn)
+{
+    int idle_secs = conn->loop->frontend->config.idle_timeout_secs;
+    uint64_t ms = (uint64_t)idle_secs * 1000;
+
+    if (conn->closing || conn->lingering || idle_secs <= 0)
+        return;
+    uv_timer_start(&conn->timer, connection_on_idle_timeout, ms, ms);
+}
+
+static void connection_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    connection_t *conn = handle->data;
+
+    (void)suggested;
+    /* One buffer per loop: a session copies the bytes it does not consume at once. */
+    *buf = uv_buf_init(conn->loop->read_buffer, sizeof(conn->loop->read_buffer));
+}
+
+static void connection_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    connection_t *conn = stream->data;
+
+    if (conn->closing)
+        return;
+    if (nread > 0) {
+        if (conn->lingering)
+            return; /* discarded */
+        /* Bytes that only extend a request's headers do not restart the timer, so the headers
+         * must arrive within one idle timeout of their first byte, however slowly they trickle. */
+        if (!oxs__http_session_in_headers(conn->session))
+            connection_restart_timer(conn);
+        oxs__http_session_feed(conn->session, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return; /* EAGAIN */
+    if (nread == UV_EOF && !conn->lingering) {
+        oxs__http_session_eof(conn->session);
+        if (!conn->closing)
+            uv_read_stop(stream);
+        return;
+    }
+    connection_close(conn);
+}
+
+static void connection_on_write(uv_write_t *req, int status)
+{
+    connection_t *conn = req->data;
+
+    connection_restart_timer(conn);
+    oxs__http_session_write_done(conn->session, status);
+}
+
+static void connection_on_interim_write(uv_write_t *req, int status)
+{
+    connection_t *conn = req->data;
+
+    (void)status; /* a failed write also fails the final response, which closes */
+    conn->interim_pending = false;
+}
+
+static void connection_on_shutdown(uv_shutdown_t *req, int status)
+{
+    connection_t *conn = req->data;
+
+    if (status < 0)
+        connection_close(conn);
+}
+
+/* Session callbacks */
+
+static void io_write(void *user, const char *head, size_t head_len, const char *body,
+                     size_t body_len)
+{
+    connection_t *conn = user;
+    uv_buf_t bufs[1 + MAX_WRITE_PARTS];
+    unsigned count = 1;
+    int rc;
+
+    bufs[0] = uv_buf_init((char *)head, (unsigned)head_len);
+    while (body_len > 0 && count < sizeof(bufs) / sizeof(bufs[0])) {
+        size_t part = body_len < WRITE_PART_BYTES ? body_len : WRITE_PART_BYTES;
+        bufs[count++] = uv_buf_init((char *)body, (unsigned)part);
+        body += part;
+        body_len -= part;
+    }
+    if (body_len > 0) {
+        oxs__http_session_write_done(conn->session, UV_E2BIG); /* over 16 GiB */
+        return;
+    }
+    conn->write_req.data = conn;
+    connection_restart_timer(conn);
+    rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, bufs, count, connection_on_write);
+    if (rc < 0) {
+        oxs__http_session_write_done(conn->session, rc);
+        return;
+    }
+    conn->unsent_bytes = conn->tcp.write_queue_size;
+}
+
+static void io_write_interim(void *user, const char *data, size_t len)
+{
+    connection_t *conn = user;
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+
+    if (conn->interim_pending)
+        return;
+    conn->interim_req.data = conn;
+    if (uv_write(&conn->interim_req, (uv_stream_t *)&conn->tcp, &buf, 1,
+                 connection_on_interim_write) == 0)
+        conn->interim_pending = true;
+}
+
+static void io_set_reading(void *user, bool reading)
+{
+    connection_t *conn = user;
+
+    if (conn->closing || conn->lingering)
+        return;
+    if (reading) {
+        connection_restart_timer(conn);
+        if (uv_read_start((uv_stream_t *)&conn->tcp, connection_on_alloc, connection_on_read) < 0)
+            connection_close(conn);
+    } else {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+    }
+}
+
+static void io_close(void *user, bool linger)
+{
+    connection_t *conn = user;
+
+    if (conn->closing || conn->lingering)
+        return;
+    if (!linger) {
+        connection_close(conn);
+        return;
+    }
+    conn->lingering = true;
+    conn->shutdown_req.data = conn;
+    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, connection_on_shutdown) < 0 ||
+        uv_read_start((uv_stream_t *)&conn->tcp, connection_on_alloc, connection_on_read) < 0) {
+        connection_close(conn);
+        return;
+    }
+    uv_timer_start(&conn->timer, connection_on_linger_timeout, LINGER_MS, 0);
+}
+
+static const oxs__http_session_io_t session_io = {
+    .write = io_write,
+    .write_interim = io_write_interim,
+    .set_reading = io_set_reading,
+    .close = io_close,
+};
+
+static void listener_on_connection(uv_stream_t *listener, int status)
+{
+    io_loop_t *loop = listener->data;
+    const oxs_logger_t *logger = loop->frontend->logger;
+    connection_t *conn;
+
+    if (status < 0) {
+        if (oxs_log_enabled(logger, OXS_LOG_WARN)) {
+            oxs_log_field_t fields[] = {OXS_LOG_STR("error", uv_strerror(status))};
+            oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL, "failed to accept a connection",
+                          fields, 1);
+        }
+        return;
+    }
+
+    conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        if (oxs_log_enabled(logger, OXS_LOG_ERROR))
+            oxs_log_write(logger, OXS_LOG_ERROR, NULL, NULL,
+                          "out of memory while accepting a connection", NULL, 0);
+        return;
+    }
+    conn->loop = loop;
+    conn->tcp.data = conn;
+    conn->timer.data = conn;
+    uv_tcp_init(&loop->loop, &conn->tcp);
+    uv_timer_init(&loop->loop, &conn->timer);
+    conn->next = loop->connections;
+    if (loop->connections != NULL)
+        loop->connections->prev = conn;
+    loop->connections = conn;
+
+    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) < 0 || loop->stopping) {
+        connection_close(conn);
+        return;
+    }
+    conn->session = oxs__http_session_create(&loop->ctx, &session_io, conn);
+    if (conn->session == NULL) {
+        connection_close(conn);
+        return;
+    }
+    uv_tcp_nodelay(&conn->tcp, 1);
+    connection_restart_timer(conn);
+    if (uv_read_start((uv_stream_t *)&conn->tcp, connection_on_alloc, connection_on_read) < 0)
+        connection_close(conn);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Loops */
+
+static void loop_close_listener(io_loop_t *loop)
+{
+    if (loop->listener_ready && !loop->listener_closed) {
+        loop->listener_closed = true;
+        uv_close((uv_handle_t *)&loop->listener, NULL);
+    }
+}
+
+static void loop_stop_accepting(io_loop_t *loop)
+{
+    connection_t *conn = loop->connections;
+
+    if (loop->stopping)
+        return;
+    loop->stopping = true;
+    loop->ctx.stopping = true;
+    loop_close_listener(loop);
+    while (conn != NULL) {
+        connection_t *next = conn->next; /* stopping may unlink conn */
+        if (!conn->lingering)
+            oxs__http_session_stop(conn->session);
+        conn = next;
+    }
+}
+
+static void loop_exit(io_loop_t *loop)
+{
+    loop_stop_accepting(loop);
+    while (loop->connections != NULL)
+        connection_close(loop->connections);
+    if (loop->wakeup_ready) {
+        loop->wakeup_ready = false;
+        uv_close((uv_handle_t *)&loop->wakeup, NULL);
+    }
+}
+
+static void loop_on_wakeup(uv_async_t *async)
+{
+    io_loop_t *loop = async->data;
+    int commands = atomic_exchange(&loop->commands, 0);
+
+    oxs__http_context_run_completions(&loop->ctx);
+    if (commands & COMMAND_STOP_ACCEPTING)
+        loop_stop_accepting(loop);
+    if (commands & COMMAND_EXIT)
+        loop_exit(loop);
+}
+
+static void loop_notify(void *user)
+{
+    io_loop_t *loop = user;
+    uv_async_send(&loop->wakeup);
+}
+
+static void loop_thread_main(void *arg)
+{
+    io_loop_t *loop = arg;
+    uv_run(&loop->loop, UV_RUN_DEFAULT);
+}
+
+static void loop_send_command(io_loop_t *loop, int command)
+{
+    atomic_fetch_or(&loop->commands, command);
+    uv_async_send(&loop->wakeup);
+}
+
+/* Closes every handle of a loop whose thread never started (or has ended) and frees it. */
+static void loop_free(io_loop_t *loop)
+{
+    if (loop->loop_ready) {
+        loop_exit(loop);
+        if (loop->listener_ready && !loop->listener_closed)
+            loop_close_listener(loop);
+        uv_run(&loop->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop->loop);
+    }
+    if (loop->ctx_ready) {
+        /* Frees sessions whose completion arrived after the loop stopped. */
+        oxs__http_context_run_completions(&loop->ctx);
+        oxs__http_context_destroy(&loop->ctx);
+    }
+    if (loop->fd >= 0)
+        close(loop->fd);
+    free(loop);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sockets */
+
+static void raise_open_file_limit(const oxs_logger_t *logger)
+{
+    struct rlimit limit;
+
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max)
+        return;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0 && oxs_log_enabled(logger, OXS_LOG_WARN)) {
+        oxs_log_field_t fields[] = {OXS_LOG_STR("error", strerror(errno))};
+        oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL,
+                      "failed to raise the open file limit to its hard limit", fields, 1);
+    }
+}
+
+/* Creates a socket bound to address with SO_REUSEPORT (when reuse_port) and listening. */
+static int open_listener(const struct addrinfo *address, bool reuse_port, bool listen_now,
+                         int *error_number)
+{
+    int enable = 1;
+    int fd = socket(address->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    if (fd < 0) {
+        *error_number = errno;
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &enable, sizeof(enable)) != 0 ||
+        (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &enable, sizeof(enable)) != 0) ||
+        bind(fd, address->ai_addr, address->ai_addrlen) != 0 ||
+        (listen_now && listen(fd, LISTEN_BACKLOG) != 0)) {
+        *error_number = errno;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int socket_port(int fd)
+{
+    struct sockaddr_storage address;
+    socklen_t len = sizeof(address);
+
+    if (getsockname(fd, (struct sockaddr *)&address, &len) != 0)
+        return -1;
+    if (address.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&address)->sin_port);
+}
+
+static void set_port(struct addrinfo *address, int port)
+{
+    if (address->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)address->ai_addr)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)address->ai_addr)->sin_port = htons((uint16_t)port);
+}
+
+/* Opens one listening socket per loop on the same port. */
+static oxs_status_t open_listeners(oxs_http_frontend_t *frontend, char *error, size_t error_size)
+{
+    const char *host = frontend->host;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *address = NULL;
+    oxs_status_t status = OXS_ERR_UNAVAILABLE;
+    int error_number = 0;
+    int rc = getaddrinfo(host, NULL, &hints, &address);
+
+    if (rc != 0) {
+        snprintf(error, error_size, "invalid listen address \"%s\": %s", host, gai_strerror(rc));
+        status = OXS_ERR_INVALID_ARGUMENT;
+        goto cleanup;
+    }
+    set_port(address, frontend->config.port);
+
+    if (frontend->config.port != 0) {
+        /* With SO_REUSEPORT, a second server of the same user would share the port silently.
+         * A probe bound without it fails when the port is taken. */
+        int probe = open_listener(address, false, false, &error_number);
+        if (probe < 0)
+            goto bind_failed;
+        close(probe);
+    }
+
+    for (int i = 0; i < frontend->loop_count; i++) {
+        io_loop_t *loop = frontend->loops[i];
+
+        loop->fd = open_listener(address, true, true, &error_number);
+        if (loop->fd < 0)
+            goto bind_failed;
+        if (i == 0) {
+            frontend->port = socket_port(loop->fd);
+            set_port(address, frontend->port);
+        }
+    }
+    status = OXS_OK;
+    goto cleanup;
+
+bind_failed:
+    snprintf(error, error_size, "failed to listen on %s port %d: %s%s", host,
+             frontend->config.port, strerror(error_number),
+             error_number == EADDRINUSE ? " (choose another port or stop the other server)" : "");
+cleanup:
+    if (address != NULL)
+        freeaddrinfo(address);
+    return status;
+}
+
+/* Initializes a loop's libuv handles and hands it the listening socket. */
+static oxs_status_t loop_init(oxs_http_frontend_t *frontend, io_loop_t *loop, char *error,
+                              size_t error_size)
+{
+    int rc;
+
+    if (uv_loop_init(&loop->loop) != 0)
+        goto failed;
+    loop->loop_ready = true;
+    if (oxs__http_context_init(&loop->ctx, frontend->server, frontend->config.max_request_bytes,
+                               frontend->default_model, frontend->logger,
+                               &frontend->in_flight) != OXS_OK)
+        goto failed;
+    loop->ctx_ready = true;
+    loop->ctx.notify = loop_notify;
+    loop->ctx.notify_user = loop;
+
+    loop->wakeup.data = loop;
+    if (uv_async_init(&loop->loop, &loop->wakeup, loop_on_wakeup) != 0)
+        goto failed;
+    loop->wakeup_ready = true;
+
+    loop->listener.data = loop;
+    if (uv_tcp_init(&loop->loop, &loop->listener) != 0)
+        goto failed;
+    loop->listener_ready = true;
+    rc = uv_tcp_open(&loop->listener, loop->fd);
+    if (rc != 0) {
+        snprintf(error, error_size, "failed to use the listening socket: %s", uv_strerror(rc));
+        return OXS_ERR_INTERNAL;
+    }
+    loop->fd = -1; /* libuv closes it with the handle */
+    rc = uv_listen((uv_stream_t *)&loop->listener, LISTEN_BACKLOG, listener_on_connection);
+    if (rc != 0) {
+        snprintf(error, error_size, "failed to listen: %s", uv_strerror(rc));
+        return OXS_ERR_INTERNAL;
+    }
+    return OXS_OK;
+
+failed:
+    snprintf(error, error_size, "failed to create an I/O loop");
+    return OXS_ERR_INTERNAL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Public API */
+
+static char *copy_string(const char *text)
+{
+    size_t len;
+    char *copy;
+
+    if (text == NULL)
+        return NULL;
+    len = strlen(text);
+    copy = malloc(len + 1);
+    if (copy != NULL)
+        memcpy(copy, text, len + 1);
+    return copy;
+}
+
+static void frontend_free(oxs_http_frontend_t *frontend)
+{
+    for (int i = 0; i < frontend->loop_count; i++) {
+        if (frontend->loops[i] != NULL)
+            loop_free(frontend->loops[i]);
+    }
+    free(frontend->loops);
+    free(frontend->host);
+    free(frontend->default_model);
+    free(frontend);
+}
+
+static oxs_status_t check_config(const oxs_http_config_t *config, char *error, size_t error_size)
+{
+    if (config->threads < 1) {
+        snprintf(error, error_size, "HTTP threads is %d; expected at least 1", config->threads);
+        return OXS_ERR_INVALID_ARGUMENT;
+    }
+    if (config->port < 0 || config->port > 65535) {
+        snprintf(error, error_size, "HTTP port is %d; expected 0 to 65535", config->port);
+        return OXS_ERR_INVALID_ARGUMENT;
+    }
+    if (config->max_request_bytes == 0) {
+        snprintf(error, error_size, "maximum request size is 0; expected at least 1 byte");
+        return OXS_ERR_INVALID_ARGUMENT;
+    }
+    return OXS_OK;
+}
+
+oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *config,
+                            const oxs_logger_t *logger, oxs_http_frontend_t **out, char *error,
+                            size_t error_size)
+{
+    oxs_http_frontend_t *frontend = NULL;
+    oxs_status_t status;
+
+    *out = NULL;
+    status = check_config(config, error, error_size);
+    if (status != OXS_OK)
+        return status;
+
+    status = OXS_ERR_OUT_OF_MEMORY;
+    frontend = calloc(1, sizeof(*frontend));
+    if (frontend == NULL)
+        goto failed_no_message;
+    frontend->server = server;
+    frontend->logger = logger;
+    frontend->config = *config;
+    atomic_init(&frontend->in_flight, 0);
+    frontend->host = copy_string(config->host != NULL ? config->host : "127.0.0.1");
+    frontend->default_model = copy_string(config->default_model);
+    frontend->config.host = frontend->host;
+    frontend->config.default_model = frontend->default_model;
+    frontend->loops = calloc((size_t)config->threads, sizeof(*frontend->loops));
+    if (frontend->host == NULL || (config->default_model != NULL && !frontend->default_model) ||
+        frontend->loops == NULL)
+        goto failed_no_message;
+    frontend->loop_count = config->threads;
+    for (int i = 0; i < frontend->loop_count; i++) {
+        io_loop_t *loop = calloc(1, sizeof(*loop));
+        if (loop == NULL)
+            goto failed_no_message;
+        loop->frontend = frontend;
+        loop->fd = -1;
+        atomic_init(&loop->commands, 0);
+        frontend->loops[i] = loop;
+    }
+
+    raise_open_file_limit(logger);
+    status = open_listeners(frontend, error, error_size);
+    if (status != OXS_OK)
+        goto failed;
+    for (int i = 0; i < frontend->loop_count; i++) {
+        status = loop_init(frontend, frontend->loops[i], error, error_size);
+        if (status != OXS_OK)
+            goto failed;
+    }
+    for (int i = 0; i < frontend->loop_count; i++) {
+        io_loop_t *loop = frontend->loops[i];
+        if (uv_thread_create(&loop->thread, loop_thread_main, loop) != 0) {
+            snprintf(error, error_size, "failed to start an HTTP I/O thread");
+            status = OXS_ERR_INTERNAL;
+            goto failed;
+        }
+        loop->thread_started = true;
+    }
+    *out = frontend;
+    return OXS_OK;
+
+failed_no_message:
+    snprintf(error, error_size, "out of memory while starting the HTTP frontend");
+failed:
+    if (frontend != NULL) {
+        for (int i = 0; i < frontend->loop_count; i++) {
+            io_loop_t *loop = frontend->loops[i];
+            if (loop != NULL && loop->thread_started) {
+                loop_send_command(loop, COMMAND_EXIT);
+                uv_thread_join(&loop->thread);
+            }
+        }
+        frontend_free(frontend);
+    }
+    return status;
+}
+
+int oxs_http_port(const oxs_http_frontend_t *frontend)
+{
+    return frontend->port;
+}
+
+void oxs_http_stop_accepting(oxs_http_frontend_t *frontend)
+{
+    for (int i = 0; i < frontend->loop_count; i++)
+        loop_send_command(frontend->loops[i], COMMAND_STOP_ACCEPTING);
+}
+
+int oxs_http_in_flight(const oxs_http_frontend_t *frontend)
+{
+    return atomic_load(&((oxs_http_frontend_t *)frontend)->in_flight);
+}
+
+void oxs_http_destroy(oxs_http_frontend_t *frontend)
+{
+    if (frontend == NULL)
+        return;
+    for (int i = 0; i < frontend->loop_count; i++)
+        loop_send_command(frontend->loops[i], COMMAND_EXIT);
+    for (int i = 0; i < frontend->loop_count; i++)
+        uv_thread_join(&frontend->loops[i]->thread);
+    frontend_free(frontend);
+}
