@@ -97,6 +97,23 @@ void oxs__redact_paths(char *text)
     *out = '\0';
 }
 
+void oxs__redact_text(char *text, const char *needle)
+{
+    static const char replacement[] = "<path>";
+    size_t needle_len = strlen(needle);
+    if (needle_len < sizeof(replacement) - 1)
+        return; /* too short to replace in place, and too short to reveal a layout */
+
+    char *found;
+    char *from = text;
+    while ((found = strstr(from, needle)) != NULL) {
+        memcpy(found, replacement, sizeof(replacement) - 1);
+        memmove(found + sizeof(replacement) - 1, found + needle_len,
+                strlen(found + needle_len) + 1);
+        from = found + sizeof(replacement) - 1;
+    }
+}
+
 int64_t oxs__now_us(void)
 {
     struct timespec now;

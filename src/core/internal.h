@@ -28,6 +28,10 @@ oxs_status_t oxs__fail(oxs_status_t status, char *error, size_t error_size, cons
 /* Replaces absolute filesystem paths in text with "<path>", in place. */
 void oxs__redact_paths(char *text);
 
+/* Replaces every occurrence of needle (a relative path, say) in text with "<path>", in place.
+ * Needles shorter than the replacement are left alone. */
+void oxs__redact_text(char *text, const char *needle);
+
 /* Monotonic clock in microseconds. */
 int64_t oxs__now_us(void);
 

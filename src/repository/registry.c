@@ -187,6 +187,8 @@ static oxs_status_t model_register(oxs_server_t *server, const char *name, int64
 static void mark_unavailable(oxs_model_t *model, const char *reason, const char *path)
 {
     snprintf(model->reason, sizeof(model->reason), "%s", reason);
+    if (path != NULL)
+        oxs__redact_text(model->reason, path);
     oxs__redact_paths(model->reason);
     atomic_store(&model->state, OXS_MODEL_UNAVAILABLE);
     oxs_log_field_t fields[] = {

@@ -295,6 +295,31 @@ static void test_broken_model_unavailable(void **state)
     oxs_server_destroy(server);
 }
 
+/* A relative model path must not reach clients either: the reason shown by /healthz. */
+static void test_relative_path_redacted(void **state)
+{
+    (void)state;
+    char previous[4096];
+    assert_non_null(getcwd(previous, sizeof(previous)));
+    assert_int_equal(chdir(data_path("")), 0);
+    oxs_server_t *server = create_server(NULL);
+    char error[512] = "";
+
+    const char *relative = "repo/broken/1/model.onnx";
+    assert_int_not_equal(oxs_server_load_model(server, "broken", 1, relative, error,
+                                               sizeof(error)),
+                         OXS_OK);
+    assert_null(strstr(error, relative));
+    oxs_model_t *model = NULL;
+    assert_int_equal(oxs_server_get_model(server, "broken", 1, &model), OXS_OK);
+    assert_null(strstr(oxs_model_state_reason(model), relative));
+    assert_non_null(strstr(oxs_model_state_reason(model), "model \"broken\""));
+
+    oxs_model_release(model);
+    oxs_server_destroy(server);
+    assert_int_equal(chdir(previous), 0);
+}
+
 /* Holds the single worker busy so the queue fills, then checks QUEUE_FULL comes at once. */
 static void test_queue_full_rejects(void **state)
 {
@@ -447,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_model_introspection),
         cmocka_unit_test(test_add_input_errors),
         cmocka_unit_test(test_broken_model_unavailable),
+        cmocka_unit_test(test_relative_path_redacted),
         cmocka_unit_test(test_queue_full_rejects),
         cmocka_unit_test(test_steady_requests_allocation_bound),
         cmocka_unit_test(test_optimized_model_written),
