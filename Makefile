@@ -1,0 +1,56 @@
+# The README's two commands and the sanitizer build. CMake does the building; this file only
+# installs missing dependencies, picks build folders and starts the server or the tests.
+#
+#   make run            install missing Debian packages, fetch ONNX Runtime and the sample
+#                       models, build build/ (Release), serve the default model repository
+#   make test           the same set-up, then every test in build/ through CTest
+#   make test-sanitize  build build-asan/ with clang, ASan and UBSan, then every test
+#
+# Variables: HOST, PORT and RUN_ARGS (extra onnxserve flags) for make run; JOBS for parallel
+# builds; CMAKE_ARGS for extra CMake flags such as -DONNXRUNTIME_ROOT=/opt/onnxruntime;
+# ONNXSERVE_CACHE for the download cache (default ~/.cache/onnxserve).
+
+SHELL := /bin/bash
+
+CACHE := $(if $(ONNXSERVE_CACHE),$(ONNXSERVE_CACHE),$(HOME)/.cache/onnxserve)
+JOBS ?= $(shell nproc)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+RUN_ARGS ?=
+CMAKE_ARGS ?=
+
+# Where scripts/fetch-deps.sh puts ONNX Runtime and the sample models. CMAKE_ARGS comes later
+# on the command line, so a -DONNXRUNTIME_ROOT there wins.
+DEPS_ARGS := -DONNXRUNTIME_ROOT=$(CACHE)/onnxruntime-1.29.0 -DOXS_MODELS_DIR=$(CACHE)/models
+
+.PHONY: all deps build run test build-sanitize test-sanitize clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+	ONNXSERVE_CACHE=$(CACHE) scripts/fetch-deps.sh >/dev/null
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(DEPS_ARGS) $(CMAKE_ARGS)
+	cmake --build build -j $(JOBS)
+
+run: build
+	scripts/make-default-repo.sh build/model-repository $(CACHE)/models
+	@echo "make run: serving build/model-repository on http://$(HOST):$(PORT); Ctrl-C stops it"
+	./build/onnxserve --model-repository build/model-repository --host $(HOST) \
+	  --http-port $(PORT) $(RUN_ARGS)
+
+test: build
+	cd build && ctest --output-on-failure -j2
+
+build-sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DOXS_SANITIZE=ON \
+	  -DCMAKE_C_COMPILER=clang $(DEPS_ARGS) $(CMAKE_ARGS)
+	cmake --build build-asan -j $(JOBS)
+
+test-sanitize: build-sanitize
+	cd build-asan && ctest --output-on-failure -j2
+
+clean:
+	rm -rf build build-asan
