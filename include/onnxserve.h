@@ -151,7 +151,7 @@ void oxs_options_init(oxs_options_t *options);
 typedef struct oxs_server oxs_server_t;
 
 /* Creates a server: the ONNX Runtime environment (once per process), the queue and the
- * worker threads. options is copied except for optimized_model_dir, which is copied too.
+ * worker threads. options is copied, the optimized_model_dir string included.
  * On error *out is NULL and, when error is not NULL, a message is written to it. */
 oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out, char *error,
                                size_t error_size);
@@ -280,9 +280,9 @@ const char *oxs_request_id(const oxs_request_t *request);
 void *oxs_request_scratch(oxs_request_t *request, size_t len);
 
 /* Adds an input tensor and returns its buffer (byte_size bytes, from a pool, 64-byte aligned,
- * uninitialized) for the caller to fill before submit. The name is checked against the model,
- * the datatype against the input's type, the shape against the input's dims; on error the
- * message names the input, the value and what was expected. */
+ * uninitialized) for the caller to fill before submit. The name, datatype and shape are checked
+ * against the model's input. On error the message names the input, the value and what was
+ * expected. */
 oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
                                    oxs_datatype_t datatype, const int64_t *shape, int rank,
                                    void **data, size_t *byte_size, char *error, size_t error_size);
@@ -294,8 +294,8 @@ size_t oxs_request_input_count(const oxs_request_t *request);
 oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, size_t name_len,
                                     char *error, size_t error_size);
 
-/* Called once per submitted request, on a worker thread (or on the submitting thread when the
- * request fails before it is queued by a shutdown race). The receiver owns response. */
+/* Called once per successfully submitted request, on a worker thread. The receiver owns
+ * response. */
 typedef void (*oxs_complete_fn)(void *user, oxs_response_t *response);
 
 /* Checks that every model input is present, then queues the request. Returns at once:

@@ -623,7 +623,7 @@ void oxs__session_run(oxs_request_t *request)
         return;
     }
 
-    /* The response owns every output value from here, released in oxs__response_release. */
+    /* The response owns every output value from here; oxs_request_destroy releases them. */
     for (size_t i = 0; i < output_count; i++)
         response->outputs[i].value = output_values[i];
 

@@ -80,7 +80,7 @@ void oxs__redact_paths(char *text)
             while (*in != '\0' && strchr(" \t\"')],", *in) == NULL)
                 in++;
             /* out never runs ahead of in, so the replacement fits when the path is at least as
-             * long as the replacement; a shorter one is copied through unchanged. */
+             * long as the replacement. A shorter path is copied through unchanged. */
             if ((size_t)(in - out) >= sizeof(replacement) - 1) {
                 memcpy(out, replacement, sizeof(replacement) - 1);
                 out += sizeof(replacement) - 1;

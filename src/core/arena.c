@@ -56,8 +56,9 @@ void *oxs__arena_alloc(oxs__arena_t *arena, size_t size)
 
 void oxs__arena_reset(oxs__arena_t *arena)
 {
-    /* Keep one chunk: the newest (largest, as chunks double) when it is at most ARENA_KEEP_MAX,
-     * so requests of a steady size stop allocating after a few rounds; otherwise the oldest. */
+    /* Keep one chunk: the newest, which is the largest because chunks double, when it is at most
+     * ARENA_KEEP_MAX, so requests of a steady size stop allocating after a few rounds.
+     * Otherwise keep the oldest. */
     oxs__arena_chunk_t *keep = arena->head;
     if (keep != NULL && keep->size > ARENA_KEEP_MAX)
         while (keep->next != NULL)

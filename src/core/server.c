@@ -230,6 +230,9 @@ static void *worker_main(void *arg)
     oxs_server_t *server = arg;
     size_t capacity = (size_t)server->options.queue_size;
 
+    /* Named so that top -H and /proc/PID/task tell the workers apart from ONNX Runtime's. */
+    pthread_setname_np(pthread_self(), "oxs-worker");
+
     for (;;) {
         pthread_mutex_lock(&server->lock);
         while (server->queue_len == 0 && !server->stopping)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ typedef struct connection {
 
 struct io_loop {
     oxs_http_frontend_t *frontend;
+    int index; /* position in frontend->loops */
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t wakeup;
@@ -415,6 +417,10 @@ static void loop_notify(void *user)
 static void loop_thread_main(void *arg)
 {
     io_loop_t *loop = arg;
+    char name[16];
+    /* Named so that top -H and /proc/PID/task tell the I/O threads apart. */
+    snprintf(name, sizeof(name), "oxs-http-%d", loop->index);
+    pthread_setname_np(pthread_self(), name);
     uv_run(&loop->loop, UV_RUN_DEFAULT);
 }
 
@@ -521,14 +527,16 @@ static oxs_status_t open_listeners(oxs_http_frontend_t *frontend, char *error, s
     }
     set_port(address, frontend->config.port);
 
-    if (frontend->config.port != 0) {
-        /* With SO_REUSEPORT, a second server of the same user would share the port silently.
-         * A probe bound without it fails when the port is taken. */
-        int probe = open_listener(address, false, false, &error_number);
-        if (probe < 0)
-            goto bind_failed;
-        close(probe);
-    }
+    /* With SO_REUSEPORT, a second server of the same user would share the port silently, and
+     * Linux may even hand out a port that another SO_REUSEPORT listener holds when binding
+     * port 0. A probe bound without SO_REUSEPORT fails when the port is taken, and for port 0
+     * it picks a port that no other socket holds. */
+    int probe = open_listener(address, false, false, &error_number);
+    if (probe < 0)
+        goto bind_failed;
+    if (frontend->config.port == 0)
+        set_port(address, socket_port(probe));
+    close(probe);
 
     for (int i = 0; i < frontend->loop_count; i++) {
         io_loop_t *loop = frontend->loops[i];
@@ -678,6 +686,7 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
         if (loop == NULL)
             goto failed_no_message;
         loop->frontend = frontend;
+        loop->index = i;
         loop->fd = -1;
         atomic_init(&loop->commands, 0);
         frontend->loops[i] = loop;

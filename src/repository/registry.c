@@ -1,5 +1,5 @@
 /*
- * Model registry: every model the server knows, in name order, with its state. Loading builds
+ * Model registry: every model registered with the server, in name order, with its state. Loading builds
  * the ONNX Runtime session outside the registry lock, so requests for other models go on.
  */
 #include <dirent.h>
@@ -355,7 +355,7 @@ oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_
         oxs_model_t *model = registry->models[i];
         if (strcmp(model->name, name) != 0)
             continue;
-        /* Version 0 asks for the highest version; the list is sorted, so the last match wins. */
+        /* Version 0 requests the highest version. The list is sorted, so the last match wins. */
         if (version == 0 || model->version == version)
             found = model;
     }
