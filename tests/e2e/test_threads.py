@@ -19,8 +19,8 @@ QUEUE_SIZE = 4
 HELD_CONNECTIONS = 500
 
 # The formula in docs/ARCHITECTURE.md: the main thread, the I/O threads, the inference workers and
-# ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX Runtime 1.29 adds exactly
-# intra_op_threads threads (intra_op_threads - 1 pool threads plus one it starts beside them).
+# ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX Runtime 1.29 adds
+# intra_op_threads - 1 pool threads plus one helper thread it starts beside them.
 EXPECTED_THREADS = 1 + HTTP_THREADS + WORKERS + INTRA_OP_THREADS
 
 
@@ -60,8 +60,7 @@ class ThreadCountTest(harness.ServerTestCase):
             "--http-threads", str(HTTP_THREADS), "--workers", str(WORKERS),
             "--intra-op-threads", str(INTRA_OP_THREADS), "--queue-size", str(QUEUE_SIZE)])
 
-    def assertThreadCount(self, context):
-        count = self.server.thread_count()
+    def thread_names(self):
         names = []
         for tid in sorted(os.listdir(f"/proc/{self.server.pid}/task"), key=int):
             try:
@@ -69,9 +68,28 @@ class ThreadCountTest(harness.ServerTestCase):
                     names.append(f.read().strip())
             except OSError:
                 names.append("?")
-        self.assertEqual(count, EXPECTED_THREADS,
-                         f"{context}: {count} threads ({names}), expected {EXPECTED_THREADS} = 1 main"
-                         f" + {HTTP_THREADS} HTTP + {WORKERS} workers + {INTRA_OP_THREADS} ONNX Runtime")
+        return names
+
+    def assertThreadCount(self, context):
+        """onnxserve's own threads are named, so they are counted exactly. The rest are the main
+        thread and ONNX Runtime's: its pool threads always, and its helper thread, which one run
+        in about ten under parallel load did not have (ONNX Runtime 1.29.0, Linux x64). The total
+        must also equal the count taken at start: traffic never adds or removes a thread."""
+        names = self.thread_names()
+        detail = (f"{context}: {len(names)} threads ({names}), expected {EXPECTED_THREADS} = 1 main"
+                  f" + {HTTP_THREADS} HTTP + {WORKERS} workers + {INTRA_OP_THREADS} ONNX Runtime")
+        http = sum(1 for name in names if name.startswith("oxs-http-"))
+        workers = names.count("oxs-worker")
+        others = len(names) - http - workers
+        self.assertEqual(http, HTTP_THREADS, detail)
+        self.assertEqual(workers, WORKERS, detail)
+        self.assertLessEqual(others, 1 + INTRA_OP_THREADS, detail)
+        self.assertGreaterEqual(others, 1 + INTRA_OP_THREADS - 1, detail)
+        if others != 1 + INTRA_OP_THREADS:
+            print(f"note: ONNX Runtime's helper thread is absent: {detail}", file=sys.stderr)
+        if not hasattr(self, "threads_at_start"):
+            self.threads_at_start = len(names)
+        self.assertEqual(len(names), self.threads_at_start, detail)
 
     def test_thread_count_with_held_connections(self):
         self.assertThreadCount("idle after start")
@@ -93,6 +111,7 @@ class ThreadCountTest(harness.ServerTestCase):
         self.assertThreadCount("after the held connections closed")
 
     def test_full_queue_rejected_at_once(self):
+        self.assertThreadCount("idle after start")
         rounds = harness.calibrate_slow_rounds(self.server, 3.0)
         body = harness.slow_body(rounds)
         running = [Requester(self.server, body, f"run-{i}") for i in range(WORKERS)]
