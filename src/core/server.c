@@ -112,6 +112,9 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
             goto failed;
         }
         server->worker_count = i + 1;
+        /* Named before create returns, so top -H and /proc/PID/task tell workers apart from
+         * ONNX Runtime's threads at any time. */
+        pthread_setname_np(server->workers[i], "oxs-worker");
     }
 
     *out = server;
@@ -230,8 +233,6 @@ static void *worker_main(void *arg)
     oxs_server_t *server = arg;
     size_t capacity = (size_t)server->options.queue_size;
 
-    /* Named so that top -H and /proc/PID/task tell the workers apart from ONNX Runtime's. */
-    pthread_setname_np(pthread_self(), "oxs-worker");
 
     for (;;) {
         pthread_mutex_lock(&server->lock);

@@ -60,7 +60,6 @@ typedef struct connection {
 
 struct io_loop {
     oxs_http_frontend_t *frontend;
-    int index; /* position in frontend->loops */
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t wakeup;
@@ -417,10 +416,6 @@ static void loop_notify(void *user)
 static void loop_thread_main(void *arg)
 {
     io_loop_t *loop = arg;
-    char name[16];
-    /* Named so that top -H and /proc/PID/task tell the I/O threads apart. */
-    snprintf(name, sizeof(name), "oxs-http-%d", loop->index);
-    pthread_setname_np(pthread_self(), name);
     uv_run(&loop->loop, UV_RUN_DEFAULT);
 }
 
@@ -686,7 +681,6 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
         if (loop == NULL)
             goto failed_no_message;
         loop->frontend = frontend;
-        loop->index = i;
         loop->fd = -1;
         atomic_init(&loop->commands, 0);
         frontend->loops[i] = loop;
@@ -709,6 +703,11 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
             goto failed;
         }
         loop->thread_started = true;
+        /* Named here, not in the thread, so the name is set before oxs_http_start returns. It
+         * lets top -H and /proc/PID/task tell the I/O threads apart. */
+        char name[16];
+        snprintf(name, sizeof(name), "oxs-http-%d", i);
+        pthread_setname_np(loop->thread, name);
     }
     *out = frontend;
     return OXS_OK;
