@@ -706,7 +706,7 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
         /* Named here, not in the thread, so the name is set before oxs_http_start returns. It
          * lets top -H and /proc/PID/task tell the I/O threads apart. */
         char name[16];
-        snprintf(name, sizeof(name), "oxs-http-%d", i);
+        snprintf(name, sizeof(name), "oxs-http-%u", (unsigned)i % 1000u);
         pthread_setname_np(loop->thread, name);
     }
     *out = frontend;
