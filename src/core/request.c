@@ -98,6 +98,17 @@ static void format_dims(char *text, size_t size, const int64_t *dims, int rank)
         snprintf(text, size, "[]");
 }
 
+/* Writes the quoted names of ios, comma separated, into text, cut at size. */
+static void list_names(char *text, size_t size, const oxs__io_t *ios, size_t count)
+{
+    size_t used = 0;
+    text[0] = '\0';
+    for (size_t i = 0; i < count && used < size; i++) {
+        int n = snprintf(text + used, size - used, "%s\"%s\"", i ? ", " : "", ios[i].info.name);
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
 oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
                                    oxs_datatype_t datatype, const int64_t *shape, int rank,
                                    void **data, size_t *byte_size, char *error, size_t error_size)
@@ -110,13 +121,7 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
     int index = oxs_model_find_input(model, name, name_len);
     if (index < 0) {
         char names[512];
-        size_t used = 0;
-        names[0] = '\0';
-        for (size_t i = 0; i < model->input_count && used < sizeof(names); i++) {
-            int n = snprintf(names + used, sizeof(names) - used, "%s\"%s\"", i ? ", " : "",
-                             model->inputs[i].info.name);
-            used += n > 0 ? (size_t)n : 0;
-        }
+        list_names(names, sizeof(names), model->inputs, model->input_count);
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "unknown input \"%.*s\": model \"%s\" has inputs %s",
                          (int)(name_len > 128 ? 128 : name_len), name, model->name, names);
@@ -204,13 +209,7 @@ oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, si
     int index = oxs_model_find_output(model, name, name_len);
     if (index < 0) {
         char names[512];
-        size_t used = 0;
-        names[0] = '\0';
-        for (size_t i = 0; i < model->output_count && used < sizeof(names); i++) {
-            int n = snprintf(names + used, sizeof(names) - used, "%s\"%s\"", i ? ", " : "",
-                             model->outputs[i].info.name);
-            used += n > 0 ? (size_t)n : 0;
-        }
+        list_names(names, sizeof(names), model->outputs, model->output_count);
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "unknown output \"%.*s\": model \"%s\" has outputs %s",
                          (int)(name_len > 128 ? 128 : name_len), name, model->name, names);

@@ -106,42 +106,32 @@ static bool valid_model_name(const char *name)
     return true;
 }
 
+/* Writes ios as "name:DATATYPE[dims] ..." into text, cut at size. */
+static void format_ios(char *text, size_t size, const oxs__io_t *ios, size_t count)
+{
+    size_t used = 0;
+    text[0] = '\0';
+    for (size_t i = 0; i < count && used < size; i++) {
+        const oxs_tensor_info_t *info = &ios[i].info;
+        int n = snprintf(text + used, size - used, "%s%s:%s[", i ? " " : "", info->name,
+                         oxs_datatype_name(info->datatype));
+        used += n > 0 ? (size_t)n : 0;
+        for (int d = 0; d <= info->rank && used < size; d++) {
+            if (d == info->rank)
+                n = snprintf(text + used, size - used, "]");
+            else
+                n = snprintf(text + used, size - used, "%s%lld", d ? "," : "",
+                             (long long)info->dims[d]);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
 static void log_load(const oxs_model_t *model, const char *path)
 {
     char inputs[1024], outputs[1024];
-    size_t used = 0;
-    inputs[0] = outputs[0] = '\0';
-    for (size_t i = 0; i < model->input_count && used < sizeof(inputs); i++) {
-        const oxs_tensor_info_t *info = &model->inputs[i].info;
-        int n = snprintf(inputs + used, sizeof(inputs) - used, "%s%s:%s[", i ? " " : "",
-                         info->name, oxs_datatype_name(info->datatype));
-        used += n > 0 ? (size_t)n : 0;
-        for (int d = 0; d < info->rank && used < sizeof(inputs); d++) {
-            n = snprintf(inputs + used, sizeof(inputs) - used, "%s%lld", d ? "," : "",
-                         (long long)info->dims[d]);
-            used += n > 0 ? (size_t)n : 0;
-        }
-        if (used < sizeof(inputs)) {
-            n = snprintf(inputs + used, sizeof(inputs) - used, "]");
-            used += n > 0 ? (size_t)n : 0;
-        }
-    }
-    used = 0;
-    for (size_t i = 0; i < model->output_count && used < sizeof(outputs); i++) {
-        const oxs_tensor_info_t *info = &model->outputs[i].info;
-        int n = snprintf(outputs + used, sizeof(outputs) - used, "%s%s:%s[", i ? " " : "",
-                         info->name, oxs_datatype_name(info->datatype));
-        used += n > 0 ? (size_t)n : 0;
-        for (int d = 0; d < info->rank && used < sizeof(outputs); d++) {
-            n = snprintf(outputs + used, sizeof(outputs) - used, "%s%lld", d ? "," : "",
-                         (long long)info->dims[d]);
-            used += n > 0 ? (size_t)n : 0;
-        }
-        if (used < sizeof(outputs)) {
-            n = snprintf(outputs + used, sizeof(outputs) - used, "]");
-            used += n > 0 ? (size_t)n : 0;
-        }
-    }
+    format_ios(inputs, sizeof(inputs), model->inputs, model->input_count);
+    format_ios(outputs, sizeof(outputs), model->outputs, model->output_count);
     oxs_log_field_t fields[] = {
         {.key = "version", .num = model->version},
         {.key = "path", .str = path},
