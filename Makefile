@@ -5,6 +5,7 @@
 #                       models, build build/ (Release), serve the default model repository
 #   make test           the same set-up, then every test in build/ through CTest
 #   make test-sanitize  build build-asan/ with clang, ASan and UBSan, then every test
+#   make test-tsan      build build-tsan/ with clang and ThreadSanitizer, then every test
 #
 # Variables: HOST, PORT and RUN_ARGS (extra onnxserve flags) for make run; JOBS for parallel
 # builds; CMAKE_ARGS for extra CMake flags such as -DONNXRUNTIME_ROOT=/opt/onnxruntime;
@@ -23,7 +24,7 @@ CMAKE_ARGS ?=
 # on the command line, so a -DONNXRUNTIME_ROOT there wins.
 DEPS_ARGS := -DONNXRUNTIME_ROOT=$(CACHE)/onnxruntime-1.29.0 -DOXS_MODELS_DIR=$(CACHE)/models
 
-.PHONY: all deps build run test build-sanitize test-sanitize clean
+.PHONY: all deps build run test build-sanitize test-sanitize build-tsan test-tsan clean
 
 all: build
 
@@ -52,5 +53,13 @@ build-sanitize: deps
 test-sanitize: build-sanitize
 	cd build-asan && ctest --output-on-failure -j2
 
+build-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DOXS_TSAN=ON \
+	  -DCMAKE_C_COMPILER=clang $(DEPS_ARGS) $(CMAKE_ARGS)
+	cmake --build build-tsan -j $(JOBS)
+
+test-tsan: build-tsan
+	cd build-tsan && ctest --output-on-failure -j2
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
