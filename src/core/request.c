@@ -240,10 +240,13 @@ oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback
             bool present = false;
             for (size_t j = 0; j < request->input_count; j++)
                 present = present || request->inputs[j].index == (int)i;
-            if (!present)
+            if (!present) {
+                char names[512];
+                list_names(names, sizeof(names), model->inputs, model->input_count);
                 return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                                 "missing input \"%s\": model \"%s\" expects %zu inputs",
-                                 model->inputs[i].info.name, model->name, model->input_count);
+                                 "missing input \"%s\": model \"%s\" has inputs %s",
+                                 model->inputs[i].info.name, model->name, names);
+            }
         }
     }
 

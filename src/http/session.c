@@ -40,6 +40,7 @@ typedef enum header_kind {
     HEADER_OTHER,
     HEADER_REQUEST_ID,
     HEADER_EXPECT,
+    HEADER_BINARY_TENSORS, /* Inference-Header-Content-Length: the KServe binary extension */
 } header_kind_t;
 
 struct oxs__http_session {
@@ -166,9 +167,14 @@ static void log_request(oxs__http_session_t *session, int64_t bytes_out)
             OXS_LOG_NUM("compute_us", session->compute_us),
             OXS_LOG_NUM("bytes_in", session->bytes_in),
             OXS_LOG_NUM("bytes_out", bytes_out),
+            OXS_LOG_STR("error", oxs_buf_cstr(&session->error)),
         };
+        /* The error text rides along on failed requests, so the info log says why. */
+        size_t count = sizeof(fields) / sizeof(fields[0]);
+        if (session->status < 400)
+            count--;
         oxs_log_write(logger, OXS_LOG_INFO, session->request_id, model, "request", fields,
-                      sizeof(fields) / sizeof(fields[0]));
+                      count);
     }
     if (session->status < 400)
         return;
@@ -286,6 +292,8 @@ static header_kind_t classify_header(oxs_buf_t *name)
         return HEADER_REQUEST_ID;
     if (name->len == 6 && strncasecmp(name->data, "expect", 6) == 0)
         return HEADER_EXPECT;
+    if (name->len == 31 && strncasecmp(name->data, "inference-header-content-length", 31) == 0)
+        return HEADER_BINARY_TENSORS;
     return HEADER_OTHER;
 }
 
@@ -302,6 +310,12 @@ static int on_header_value(void *user, const char *at, size_t len)
             session->request_id_seen = true;
         } else if (session->header == HEADER_EXPECT) {
             oxs_buf_reset(&session->expect);
+        } else if (session->header == HEADER_BINARY_TENSORS) {
+            /* Rejected up front: decoding the body as JSON would report a misleading
+             * missing "data" instead. */
+            set_early_error(session, 400, false,
+                            "Inference-Header-Content-Length: the binary tensor data extension "
+                            "is not supported yet; send tensor values as JSON in \"data\"");
         }
     }
     if (session->header == HEADER_REQUEST_ID)

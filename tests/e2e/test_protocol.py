@@ -222,6 +222,18 @@ class ProtocolTest(harness.ServerTestCase):
         self.assertGreaterEqual(record["latency_us"], record["compute_us"], f"latency in {record}")
         self.assertGreaterEqual(record["bytes_in"], len(body), f"bytes_in in {record}")
         self.assertGreaterEqual(record["bytes_out"], len(response.body), f"bytes_out in {record}")
+        self.assertNotIn("error", record, f"a 200 request log line carries an error: {record}")
+
+    def test_request_log_failure_reason(self):
+        body = json.dumps({"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32",
+                                       "data": [1, 2, 3, 4, 5]}]}).encode()
+        response = self.server.post_json(SCALE_INFER, body, headers={"X-Request-ID": "proto-log-2"})
+        self.assertEqual(response.status, 400, f"infer with a wrong dim: {response}")
+        record = self.server.wait_for_log(
+            lambda r: r.get("request_id") == "proto-log-2" and r.get("msg") == "request", 5)
+        self.assertIsNotNone(record, "no request log line for proto-log-2")
+        self.assertEqual(record["level"], "info", f"level in {record}")
+        self.assertIn("the model expects 4", record.get("error", ""), f"error in {record}")
 
     def test_log_escapes_client_text(self):
         path = '/v2/models/a%22b%0Ac/infer'
