@@ -169,7 +169,7 @@ static void log_request(oxs__http_session_t *session, int64_t bytes_out)
             OXS_LOG_NUM("bytes_out", bytes_out),
             OXS_LOG_STR("error", oxs_buf_cstr(&session->error)),
         };
-        /* The error text rides along on failed requests, so the info log says why. */
+        /* Failed requests carry their error text, so the info log shows why they failed. */
         size_t count = sizeof(fields) / sizeof(fields[0]);
         if (session->status < 400)
             count--;
