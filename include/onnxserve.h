@@ -176,7 +176,8 @@ const char *oxs_runtime_version(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Models. A model handle is reference counted: every handle returned to the caller must be
- * released once with oxs_model_release.
+ * released once with oxs_model_release. While a model is LOADING (or after it failed to load),
+ * its accessors report no inputs, no outputs, empty metadata and a load time of 0.
  */
 typedef struct oxs_model oxs_model_t;
 

@@ -383,6 +383,22 @@ oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t
 
 /* ---- model handles --------------------------------------------------------------------- */
 
+/* Inputs, outputs, metadata and the load time are written while a model is LOADING, which
+ * another thread may already have found, and never change after the atomic store that ends
+ * LOADING. The accessors below report none of them until then. */
+static bool model_loaded(const oxs_model_t *model)
+{
+    return atomic_load(&model->state) != OXS_MODEL_LOADING;
+}
+
+static const oxs_model_metadata_t loading_metadata = {
+    .producer_name = "",
+    .graph_name = "",
+    .domain = "",
+    .description = "",
+    .opset = -1,
+};
+
 void oxs_model_acquire(oxs_model_t *model)
 {
     atomic_fetch_add_explicit(&model->refs, 1, memory_order_relaxed);
@@ -426,27 +442,27 @@ const char *oxs_model_state_reason(const oxs_model_t *model)
 
 int64_t oxs_model_load_us(const oxs_model_t *model)
 {
-    return model->load_us;
+    return model_loaded(model) ? model->load_us : 0;
 }
 
 size_t oxs_model_input_count(const oxs_model_t *model)
 {
-    return model->input_count;
+    return model_loaded(model) ? model->input_count : 0;
 }
 
 size_t oxs_model_output_count(const oxs_model_t *model)
 {
-    return model->output_count;
+    return model_loaded(model) ? model->output_count : 0;
 }
 
 const oxs_tensor_info_t *oxs_model_input(const oxs_model_t *model, size_t index)
 {
-    return index < model->input_count ? &model->inputs[index].info : NULL;
+    return index < oxs_model_input_count(model) ? &model->inputs[index].info : NULL;
 }
 
 const oxs_tensor_info_t *oxs_model_output(const oxs_model_t *model, size_t index)
 {
-    return index < model->output_count ? &model->outputs[index].info : NULL;
+    return index < oxs_model_output_count(model) ? &model->outputs[index].info : NULL;
 }
 
 static int find_io(const oxs__io_t *ios, size_t count, const char *name, size_t len)
@@ -461,15 +477,15 @@ static int find_io(const oxs__io_t *ios, size_t count, const char *name, size_t 
 
 int oxs_model_find_input(const oxs_model_t *model, const char *name, size_t len)
 {
-    return find_io(model->inputs, model->input_count, name, len);
+    return find_io(model->inputs, oxs_model_input_count(model), name, len);
 }
 
 int oxs_model_find_output(const oxs_model_t *model, const char *name, size_t len)
 {
-    return find_io(model->outputs, model->output_count, name, len);
+    return find_io(model->outputs, oxs_model_output_count(model), name, len);
 }
 
 const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model)
 {
-    return &model->metadata;
+    return model_loaded(model) ? &model->metadata : &loading_metadata;
 }

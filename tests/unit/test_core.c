@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -189,6 +190,68 @@ static void test_model_introspection(void **state)
     assert_int_equal(metadata->custom_count, 1);
     assert_string_equal(metadata->custom_keys[0], "purpose");
     assert_string_equal(metadata->custom_values[0], "datatype round trips");
+
+    oxs_model_release(model);
+    oxs_server_destroy(server);
+}
+
+typedef struct loader {
+    oxs_server_t *server;
+    oxs_status_t status;
+    char error[512];
+} loader_t;
+
+static void *load_identity_thread(void *arg)
+{
+    loader_t *loader = arg;
+    loader->status = oxs_server_load_model(loader->server, "late", 1, data_path("identity.onnx"),
+                                           loader->error, sizeof(loader->error));
+    return NULL;
+}
+
+/* oxs_server_load_model may run on one thread while another already finds the model: until
+ * the model leaves LOADING, the loader is still writing its inputs, outputs and metadata, so
+ * readers must see none of them. */
+static void test_introspection_during_load(void **state)
+{
+    (void)state;
+    oxs_server_t *server = create_server(NULL);
+    loader_t loader = {.server = server, .status = OXS_ERR_INTERNAL};
+    pthread_t thread;
+    oxs_model_t *model = NULL;
+    long loading_reads = 0;
+
+    assert_int_equal(pthread_create(&thread, NULL, load_identity_thread, &loader), 0);
+    while (oxs_server_get_model(server, "late", 0, &model) != OXS_OK)
+        sched_yield();
+
+    for (;;) {
+        size_t inputs = oxs_model_input_count(model);
+        size_t outputs = oxs_model_output_count(model);
+        const oxs_model_metadata_t *metadata = oxs_model_metadata(model);
+        size_t custom_count = metadata->custom_count;
+        size_t producer_len = strlen(metadata->producer_name);
+        int found = oxs_model_find_input(model, "x_fp32", 6);
+        /* The state is read last: LOADING here means every read above happened during the load. */
+        if (oxs_model_state(model) != OXS_MODEL_LOADING)
+            break;
+        loading_reads++;
+        assert_int_equal(inputs, 0);
+        assert_int_equal(outputs, 0);
+        assert_int_equal(custom_count, 0);
+        assert_int_equal(producer_len, 0);
+        assert_int_equal(found, -1);
+    }
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    if (loader.status != OXS_OK)
+        fail_msg("loading identity: %s", loader.error);
+
+    assert_int_equal(oxs_model_state(model), OXS_MODEL_READY);
+    assert_int_equal(oxs_model_input_count(model), 11);
+    assert_int_equal(oxs_model_output_count(model), 11);
+    assert_true(oxs_model_find_input(model, "x_fp32", 6) >= 0);
+    assert_string_equal(oxs_model_metadata(model)->producer_name, "onnxserve-tests");
+    print_message("model read %ld times while LOADING\n", loading_reads);
 
     oxs_model_release(model);
     oxs_server_destroy(server);
@@ -470,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_invalid_options_rejected),
         cmocka_unit_test(test_scale_inference),
         cmocka_unit_test(test_model_introspection),
+        cmocka_unit_test(test_introspection_during_load),
         cmocka_unit_test(test_add_input_errors),
         cmocka_unit_test(test_broken_model_unavailable),
         cmocka_unit_test(test_relative_path_redacted),
