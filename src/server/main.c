@@ -255,7 +255,7 @@ static int drain(const oxs_logger_t *logger, const sigset_t *signals, int exit_t
  * leaves a thread running that can read memory its static destructors free, which
  * AddressSanitizer reported as a use after free in about one shutdown in five. By the time this
  * runs, onnxserve has released everything it owns and logs go out with write(2), so skipping
- * the handlers loses nothing; stdio (--help, --version) is flushed first. */
+ * the handlers loses nothing. Output of --help and --version goes through stdio, flushed first. */
 static _Noreturn void exit_without_handlers(int status)
 {
     fflush(NULL);
