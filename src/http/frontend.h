@@ -33,6 +33,12 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
                             const oxs_logger_t *logger, oxs_http_frontend_t **out, char *error,
                             size_t error_size);
 
+/* Checks that config's host resolves and its port can be bound now, without keeping a socket,
+ * so a caller can report a port in use before slow work such as loading models. Port 0 always
+ * passes. On error writes the same message oxs_http_start would. */
+oxs_status_t oxs_http_check_listen(const oxs_http_config_t *config, char *error,
+                                   size_t error_size);
+
 /* Returns the bound TCP port. */
 int oxs_http_port(const oxs_http_frontend_t *frontend);
 

@@ -504,53 +504,85 @@ static void set_port(struct addrinfo *address, int port)
         ((struct sockaddr_in *)address->ai_addr)->sin_port = htons((uint16_t)port);
 }
 
+static void format_bind_error(char *error, size_t error_size, const char *host, int port,
+                              int error_number)
+{
+    snprintf(error, error_size, "failed to listen on %s port %d: %s%s", host, port,
+             strerror(error_number),
+             error_number == EADDRINUSE ? " (choose another port or stop the other server)" : "");
+}
+
+/* Resolves host and checks that port can be bound by binding a probe socket without
+ * SO_REUSEPORT. With SO_REUSEPORT, a second server of the same user would share the port
+ * silently, and Linux may even hand out a port that another SO_REUSEPORT listener holds when
+ * binding port 0. The probe fails when the port is taken, and for port 0 it picks a port that no
+ * other socket holds. On success *out (freed with freeaddrinfo) carries the port to bind. */
+static oxs_status_t probe_address(const char *host, int port, struct addrinfo **out, char *error,
+                                  size_t error_size)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *address = NULL;
+    int error_number = 0;
+    int rc = getaddrinfo(host, NULL, &hints, &address);
+
+    *out = NULL;
+    if (rc != 0) {
+        snprintf(error, error_size, "invalid listen address \"%s\": %s", host, gai_strerror(rc));
+        return OXS_ERR_INVALID_ARGUMENT;
+    }
+    set_port(address, port);
+
+    int probe = open_listener(address, false, false, &error_number);
+    if (probe < 0) {
+        format_bind_error(error, error_size, host, port, error_number);
+        freeaddrinfo(address);
+        return OXS_ERR_UNAVAILABLE;
+    }
+    if (port == 0)
+        set_port(address, socket_port(probe));
+    close(probe);
+    *out = address;
+    return OXS_OK;
+}
+
+oxs_status_t oxs_http_check_listen(const oxs_http_config_t *config, char *error,
+                                   size_t error_size)
+{
+    struct addrinfo *address = NULL;
+    oxs_status_t status = probe_address(config->host ? config->host : "127.0.0.1", config->port,
+                                        &address, error, error_size);
+    if (address != NULL)
+        freeaddrinfo(address);
+    return status;
+}
+
 /* Opens one listening socket per loop on the same port. */
 static oxs_status_t open_listeners(oxs_http_frontend_t *frontend, char *error, size_t error_size)
 {
     const char *host = frontend->host;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
     struct addrinfo *address = NULL;
-    oxs_status_t status = OXS_ERR_UNAVAILABLE;
     int error_number = 0;
-    int rc = getaddrinfo(host, NULL, &hints, &address);
+    oxs_status_t status = probe_address(host, frontend->config.port, &address, error,
+                                        error_size);
 
-    if (rc != 0) {
-        snprintf(error, error_size, "invalid listen address \"%s\": %s", host, gai_strerror(rc));
-        status = OXS_ERR_INVALID_ARGUMENT;
-        goto cleanup;
-    }
-    set_port(address, frontend->config.port);
-
-    /* With SO_REUSEPORT, a second server of the same user would share the port silently, and
-     * Linux may even hand out a port that another SO_REUSEPORT listener holds when binding
-     * port 0. A probe bound without SO_REUSEPORT fails when the port is taken, and for port 0
-     * it picks a port that no other socket holds. */
-    int probe = open_listener(address, false, false, &error_number);
-    if (probe < 0)
-        goto bind_failed;
-    if (frontend->config.port == 0)
-        set_port(address, socket_port(probe));
-    close(probe);
-
+    if (status != OXS_OK)
+        return status;
+    status = OXS_ERR_UNAVAILABLE;
     for (int i = 0; i < frontend->loop_count; i++) {
         io_loop_t *loop = frontend->loops[i];
 
         loop->fd = open_listener(address, true, true, &error_number);
         if (loop->fd < 0)
             goto bind_failed;
-        if (i == 0) {
+        if (i == 0)
             frontend->port = socket_port(loop->fd);
-            set_port(address, frontend->port);
-        }
     }
     status = OXS_OK;
     goto cleanup;
 
 bind_failed:
-    snprintf(error, error_size, "failed to listen on %s port %d: %s%s", host,
-             frontend->config.port, strerror(error_number),
-             error_number == EADDRINUSE ? " (choose another port or stop the other server)" : "");
+    format_bind_error(error, error_size, host, frontend->config.port, error_number);
 cleanup:
     if (address != NULL)
         freeaddrinfo(address);

@@ -325,10 +325,6 @@ static int run(int argc, char **argv)
         goto cleanup;
     }
 
-    if (!load_models(&logger, &cli, server))
-        goto cleanup;
-    log_model_summary(&logger, &cli, server);
-
     oxs_http_config_t http = {
         .host = cli.host,
         .port = cli.http_port,
@@ -337,7 +333,15 @@ static int run(int argc, char **argv)
         .idle_timeout_secs = cli.http_idle_timeout_secs,
         .default_model = cli.default_model,
     };
-    status = oxs_http_start(server, &http, &logger, &frontend, error, sizeof(error));
+    /* A port in use is reported before loading models, which can take long. The listeners
+     * themselves open after loading, so clients never reach a half-loaded server. */
+    status = oxs_http_check_listen(&http, error, sizeof(error));
+    if (status == OXS_OK) {
+        if (!load_models(&logger, &cli, server))
+            goto cleanup;
+        log_model_summary(&logger, &cli, server);
+        status = oxs_http_start(server, &http, &logger, &frontend, error, sizeof(error));
+    }
     if (status != OXS_OK) {
         oxs_log_field_t fields[] = {
             OXS_LOG_STR("host", cli.host),

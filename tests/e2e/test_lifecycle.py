@@ -76,6 +76,8 @@ class LifecycleTest(harness.ServerTestCase):
         self.assertEqual(code, 1, f"exit code with port {server.port} in use; stderr:\n{stderr}")
         self.assertIn("failed to start the HTTP server", stderr, "log line for a busy port")
         self.assertIn("in use", stderr, "error for a busy port")
+        # The port is checked before loading, so a slow model load does not delay the error.
+        self.assertNotIn('"model loaded"', stderr, "models loaded before the port was checked")
 
     def test_unreadable_repository_exits_1(self):
         with tempfile.TemporaryDirectory() as folder:
