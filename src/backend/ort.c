@@ -660,8 +660,7 @@ void oxs__session_run(oxs_request_t *request)
             return;
         }
         oxs_datatype_t datatype = datatype_from_onnx(element);
-        if (datatype == OXS_DT_INVALID || datatype == OXS_DT_BYTES || datatype == OXS_DT_FP16 ||
-            datatype == OXS_DT_BF16) {
+        if (datatype == OXS_DT_INVALID || datatype == OXS_DT_BYTES) {
             fail_response(request, OXS_ERR_UNSUPPORTED,
                           "model \"%s\": output \"%s\" has an element type that is not "
                           "supported yet",

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/float16.h"
 #include "codec/json_internal.h"
 
 /* ---- messages ------------------------------------------------------------------------------ */
@@ -91,12 +92,20 @@ bool oxs__json_datatype_supported(oxs_datatype_t datatype)
     case OXS_DT_INT16:
     case OXS_DT_INT32:
     case OXS_DT_INT64:
+    case OXS_DT_FP16:
     case OXS_DT_FP32:
     case OXS_DT_FP64:
+    case OXS_DT_BF16:
         return true;
     default:
         return false;
     }
+}
+
+bool oxs__json_datatype_is_float(oxs_datatype_t datatype)
+{
+    return datatype == OXS_DT_FP16 || datatype == OXS_DT_BF16 || datatype == OXS_DT_FP32 ||
+           datatype == OXS_DT_FP64;
 }
 
 void oxs__msg_supported_datatypes(oxs__msg_t *msg)
@@ -344,13 +353,20 @@ static oxs__number_result_t convert_integer(oxs_datatype_t datatype, const char 
     return OXS__NUMBER_OK;
 }
 
-/* Parses a number text (NUL-terminated) with strtof or strtod. Underflow keeps the value the
- * C library returns (zero or a subnormal); overflow, the only way a JSON number becomes
- * infinite, is out of range. */
+/* Parses a number text (NUL-terminated) with strtof or strtod, or for FP16 and BF16 with
+ * oxs__float16_parse. Underflow keeps the value the C library returns (zero or a subnormal);
+ * overflow, the only way a JSON number becomes infinite, is out of range. */
 static oxs__number_result_t convert_float(oxs_datatype_t datatype, const char *text,
                                           void *buffer, size_t index)
 {
     char *end = NULL;
+    if (datatype == OXS_DT_FP16 || datatype == OXS_DT_BF16) {
+        uint16_t bits = 0;
+        if (!oxs__float16_parse(datatype == OXS_DT_BF16, text, &bits))
+            return OXS__NUMBER_OUT_OF_RANGE;
+        ((uint16_t *)buffer)[index] = bits;
+        return OXS__NUMBER_OK;
+    }
     if (datatype == OXS_DT_FP32) {
         float value = strtof(text, &end);
         if (isinf(value))
@@ -367,11 +383,38 @@ static oxs__number_result_t convert_float(oxs_datatype_t datatype, const char *t
     return OXS__NUMBER_OK;
 }
 
+bool oxs__json_convert_special(oxs_datatype_t datatype, const char *text, size_t len,
+                               void *buffer, size_t index)
+{
+    static const struct {
+        const char *text;
+        uint16_t fp16, bf16;
+        double value;
+    } specials[] = {
+        {"NaN", 0x7E00, 0x7FC0, NAN},
+        {"Infinity", 0x7C00, 0x7F80, INFINITY},
+        {"-Infinity", 0xFC00, 0xFF80, -INFINITY},
+    };
+
+    for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+        if (len != strlen(specials[i].text) || memcmp(text, specials[i].text, len) != 0)
+            continue;
+        switch (datatype) {
+        case OXS_DT_FP16: ((uint16_t *)buffer)[index] = specials[i].fp16; return true;
+        case OXS_DT_BF16: ((uint16_t *)buffer)[index] = specials[i].bf16; return true;
+        case OXS_DT_FP32: ((float *)buffer)[index] = (float)specials[i].value; return true;
+        case OXS_DT_FP64: ((double *)buffer)[index] = specials[i].value; return true;
+        default: return false;
+        }
+    }
+    return false;
+}
+
 oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_datatype_t datatype,
                                               const char *text, size_t len, void *buffer,
                                               size_t index)
 {
-    bool is_float = datatype == OXS_DT_FP32 || datatype == OXS_DT_FP64;
+    bool is_float = oxs__json_datatype_is_float(datatype);
     if (!is_float && text_has_fraction_or_exponent(text, len))
         return OXS__NUMBER_NOT_INTEGER;
 
@@ -397,6 +440,17 @@ oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_dataty
     return convert_integer(datatype, copy, buffer, index);
 }
 
+/* Returns the largest finite value of a float datatype as text that reads back exactly. */
+static const char *float_max_text(oxs_datatype_t datatype)
+{
+    switch (datatype) {
+    case OXS_DT_FP16: return "65504";
+    case OXS_DT_BF16: return "3.3895314e+38";
+    case OXS_DT_FP32: return "3.40282347e+38";
+    default: return "1.7976931348623157e+308";
+    }
+}
+
 void oxs__json_number_error(oxs__msg_t *msg, const char *label, oxs__number_result_t result,
                             oxs_datatype_t datatype, const char *text, size_t len,
                             size_t index)
@@ -417,8 +471,8 @@ void oxs__json_number_error(oxs__msg_t *msg, const char *label, oxs__number_resu
             oxs__msg_printf(msg, "is out of range for %s [%" PRId64 ", %" PRIu64 "]", name,
                             range.min, range.max);
         else
-            oxs__msg_printf(msg, "is out of range for %s (largest magnitude %.9g)", name,
-                            datatype == OXS_DT_FP32 ? (double)3.40282347e+38F : 1.7976931348623157e308);
+            oxs__msg_printf(msg, "is out of range for %s (largest finite magnitude %s)", name,
+                            float_max_text(datatype));
         break;
     default:
         oxs__msg_printf(msg, "could not be converted: out of memory");

@@ -426,6 +426,9 @@ static int fail_value_type(decoder_t *d, value_kind_t kind, const char *text, si
         oxs__msg_printf(msg, ": expected a number or true/false");
     else if (in->datatype == OXS_DT_BOOL)
         oxs__msg_printf(msg, " for BOOL: expected true or false");
+    else if (oxs__json_datatype_is_float(in->datatype))
+        oxs__msg_printf(msg, " for %s: expected a number or one of the strings \"NaN\", "
+                        "\"Infinity\", \"-Infinity\"", oxs_datatype_name(in->datatype));
     else
         oxs__msg_printf(msg, " for %s: expected a number", oxs_datatype_name(in->datatype));
     return 0;
@@ -441,6 +444,11 @@ static int store_value(decoder_t *d, value_kind_t kind, const char *text, size_t
         if (!is_bool)
             return fail_value_type(d, kind, text, len, in->index);
         ((uint8_t *)in->buffer)[in->index++] = kind == VALUE_TRUE;
+        return 1;
+    }
+    if (kind == VALUE_STRING &&
+        oxs__json_convert_special(in->datatype, text, len, in->buffer, in->index)) {
+        in->index++;
         return 1;
     }
     if (kind != VALUE_NUMBER)
@@ -569,16 +577,20 @@ static int apply_event(decoder_t *d, value_kind_t kind, const char *text, size_t
 static int record_event(decoder_t *d, value_kind_t kind, const char *text, size_t len)
 {
     input_state_t *in = &d->in;
-    if (kind == VALUE_STRING || kind == VALUE_NULL || kind == VALUE_OBJECT)
+    /* A string may still be "NaN" or "Infinity" for a float datatype that comes later. */
+    bool float_possible =
+        in->datatype == OXS_DT_INVALID || oxs__json_datatype_is_float(in->datatype);
+    if ((kind == VALUE_STRING && !float_possible) || kind == VALUE_NULL || kind == VALUE_OBJECT)
         return fail_value_type(d, kind, text, len, in->value_count);
     if (len > UINT32_MAX)
-        return fail(d, OXS_ERR_INVALID_ARGUMENT, "inputs[%zu].data: a number of %zu characters is too long",
-                    in->position, len);
+        return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                    "inputs[%zu].data: a value of %zu characters is too long", in->position, len);
 
     uintptr_t start = (uintptr_t)text;
     uintptr_t body_start = (uintptr_t)d->body;
-    if (kind == VALUE_NUMBER && (start < body_start || start - body_start > d->body_len ||
-                                 len > d->body_len - (start - body_start))) {
+    bool has_text = kind == VALUE_NUMBER || kind == VALUE_STRING;
+    if (has_text && (start < body_start || start - body_start > d->body_len ||
+                     len > d->body_len - (start - body_start))) {
         /* yajl passed a copy that lives only during the callback. */
         char *copy = oxs_request_scratch(d->request, len);
         if (copy == NULL)

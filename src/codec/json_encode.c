@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/float16.h"
 #include "codec/json.h"
 
 /* ---- strings -------------------------------------------------------------------------------- */
@@ -116,14 +117,25 @@ __attribute__((format(printf, 2, 3))) static void write_formatted(oxs_buf_t *out
         out->len += (size_t)n;
 }
 
+/* Writes NaN and infinities as the JSON strings "NaN", "Infinity" and "-Infinity", which the
+ * decoder accepts for them. Returns false, writing nothing, for a finite value. */
+static bool write_special(oxs_buf_t *out, double value)
+{
+    if (isnan(value))
+        oxs_buf_puts(out, "\"NaN\"");
+    else if (isinf(value))
+        oxs_buf_puts(out, value < 0 ? "\"-Infinity\"" : "\"Infinity\"");
+    else
+        return false;
+    return true;
+}
+
 /* Writes a float with the fewer digits of %.6g and %.9g that still reads back as the same
- * float, so 1.2f prints as 1.2. NaN and infinities have no JSON form and print as null. */
+ * float, so 1.2f prints as 1.2. */
 static void write_fp32(oxs_buf_t *out, float value)
 {
-    if (!isfinite(value)) {
-        oxs_buf_puts(out, "null");
+    if (write_special(out, value))
         return;
-    }
     char text[32];
     snprintf(text, sizeof(text), "%.6g", (double)value);
     if (strtof(text, NULL) != value)
@@ -135,10 +147,8 @@ static void write_fp32(oxs_buf_t *out, float value)
  * reads back exactly, only a short one. */
 static void write_fp64(oxs_buf_t *out, double value)
 {
-    if (!isfinite(value)) {
-        oxs_buf_puts(out, "null");
+    if (write_special(out, value))
         return;
-    }
     char text[32];
     snprintf(text, sizeof(text), "%.15g", value);
     if (strtod(text, NULL) != value)
@@ -146,28 +156,15 @@ static void write_fp64(oxs_buf_t *out, double value)
     oxs_buf_puts(out, text);
 }
 
-static float half_to_float(uint16_t bits)
+/* Writes an FP16 or BF16 value as the shortest decimal that reads back as the same bits. */
+static void write_float16(oxs_buf_t *out, bool is_bf16, uint16_t bits)
 {
-    uint32_t sign = (uint32_t)(bits & 0x8000) << 16;
-    uint32_t exponent = (bits >> 10) & 0x1F;
-    uint32_t mantissa = bits & 0x3FF;
-    float magnitude;
-
-    if (exponent == 0)
-        magnitude = ldexpf((float)mantissa, -24); /* zero and subnormals */
-    else if (exponent == 31)
-        magnitude = mantissa != 0 ? NAN : INFINITY;
-    else
-        magnitude = ldexpf((float)(mantissa | 0x400), (int)exponent - 25);
-    return sign != 0 ? -magnitude : magnitude;
-}
-
-static float bfloat16_to_float(uint16_t bits)
-{
-    uint32_t wide = (uint32_t)bits << 16;
-    float value;
-    memcpy(&value, &wide, sizeof(value));
-    return value;
+    float value = is_bf16 ? oxs__bf16_to_float(bits) : oxs__fp16_to_float(bits);
+    if (write_special(out, value))
+        return;
+    char text[OXS__FLOAT16_TEXT_MAX];
+    size_t len = oxs__float16_format(is_bf16, bits, text);
+    oxs_buf_append(out, text, len);
 }
 
 /* Writes the elements of a tensor as a flat JSON array. */
@@ -188,10 +185,10 @@ static void write_tensor_data(oxs_buf_t *out, oxs_datatype_t datatype, const voi
         case OXS_DT_INT16: write_formatted(out, "%" PRId16, ((const int16_t *)data)[i]); break;
         case OXS_DT_INT32: write_formatted(out, "%" PRId32, ((const int32_t *)data)[i]); break;
         case OXS_DT_INT64: write_formatted(out, "%" PRId64, ((const int64_t *)data)[i]); break;
-        case OXS_DT_FP16: write_fp32(out, half_to_float(((const uint16_t *)data)[i])); break;
+        case OXS_DT_FP16: write_float16(out, false, ((const uint16_t *)data)[i]); break;
         case OXS_DT_FP32: write_fp32(out, ((const float *)data)[i]); break;
         case OXS_DT_FP64: write_fp64(out, ((const double *)data)[i]); break;
-        case OXS_DT_BF16: write_fp32(out, bfloat16_to_float(((const uint16_t *)data)[i])); break;
+        case OXS_DT_BF16: write_float16(out, true, ((const uint16_t *)data)[i]); break;
         default:
             /* NOTE: BYTES outputs have no element layout in the public API yet. */
             oxs_buf_puts(out, "null");

@@ -40,8 +40,18 @@ void oxs__msg_supported_datatypes(oxs__msg_t *msg);
 void oxs__msg_model_inputs(oxs__msg_t *msg, const oxs_model_t *model);
 void oxs__msg_model_outputs(oxs__msg_t *msg, const oxs_model_t *model);
 
-/* Returns true when the JSON codec converts datatype (every fixed-size type but FP16 and BF16). */
+/* Returns true when the JSON codec converts datatype (every fixed-size type, not BYTES). */
 bool oxs__json_datatype_supported(oxs_datatype_t datatype);
+
+/* Returns true for FP16, BF16, FP32 and FP64. */
+bool oxs__json_datatype_is_float(oxs_datatype_t datatype);
+
+/* Stores the JSON string text (length len, without quotes) into element index of buffer, an
+ * array of a float datatype, when it is exactly "NaN", "Infinity" or "-Infinity", the texts
+ * that stand for the values JSON numbers cannot write. Returns false for any other text or
+ * datatype and leaves buffer alone. */
+bool oxs__json_convert_special(oxs_datatype_t datatype, const char *text, size_t len,
+                               void *buffer, size_t index);
 
 /* Creates a yajl parser whose memory comes from the request's scratch arena, so decoding does
  * not call malloc itself. Numbers arrive through callbacks->yajl_number as text. Returns NULL
@@ -73,8 +83,9 @@ typedef enum oxs__number_result {
 } oxs__number_result_t;
 
 /* Converts the JSON number text (length len, as yajl's number callback passes it) into
- * element index of buffer, an array of datatype elements (an integer type, FP32 or FP64).
- * Integers are parsed exactly with strtoll/strtoull, FP32 with strtof and FP64 with strtod.
+ * element index of buffer, an array of datatype elements (an integer or float type).
+ * Integers are parsed exactly with strtoll/strtoull, FP32 with strtof, FP64 with strtod, and
+ * FP16 and BF16 are rounded to nearest, ties to even, from the decimal value.
  * request supplies scratch memory for texts too long for the stack buffer. */
 oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_datatype_t datatype,
                                               const char *text, size_t len, void *buffer,

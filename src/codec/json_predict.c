@@ -145,12 +145,20 @@ static int scan_array_end(predict_decoder_t *d)
     return 1;
 }
 
-static int scan_value(predict_decoder_t *d, const char *type)
+static int scan_value(predict_decoder_t *d, const char *type, const char *text, size_t len)
 {
-    if (strcmp(type, "number") != 0) {
+    float special = 0;
+    bool is_string = strcmp(type, "string") == 0;
+    bool is_special = is_string && oxs__json_convert_special(OXS_DT_FP32, text, len, &special, 0);
+    if (strcmp(type, "number") != 0 && !is_special) {
         oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
         msg_data_path(msg, d);
-        oxs__msg_printf(msg, ": expected a number, got %s", type);
+        oxs__msg_printf(msg, ": expected a number or one of the strings \"NaN\", \"Infinity\", "
+                        "\"-Infinity\", got %s", type);
+        if (is_string) {
+            oxs__msg_printf(msg, " ");
+            oxs__msg_quote(msg, text, len);
+        }
         return 0;
     }
     if (!count_item(d, ITEMS_NUMBERS, "a number"))
@@ -216,9 +224,14 @@ static int on_scalar(predict_decoder_t *d, const char *type, const char *text, s
         return scan_dim(d, text, len);
     case PREDICT_DATA:
         if (!d->converting)
-            return scan_value(d, type);
+            return scan_value(d, type, text, len);
         if (d->index >= d->count)
             return fail(d, "data: more values than the first pass counted");
+        if (strcmp(type, "string") == 0) {
+            /* The first pass accepted only "NaN", "Infinity" and "-Infinity". */
+            oxs__json_convert_special(OXS_DT_FP32, text, len, d->buffer, d->index++);
+            return 1;
+        }
         oxs__number_result_t result = oxs__json_convert_number(d->request, OXS_DT_FP32, text, len,
                                                                d->buffer, d->index);
         if (result != OXS__NUMBER_OK) {
@@ -265,7 +278,7 @@ static int on_start(predict_decoder_t *d, bool is_array)
                     is_array ? "array" : "object");
     case PREDICT_DATA:
         if (!is_array)
-            return scan_value(d, "object");
+            return scan_value(d, "object", NULL, 0);
         if (d->converting) {
             d->data_depth++;
             return 1;

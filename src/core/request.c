@@ -142,7 +142,7 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "input \"%s\": datatype %s, the model expects %s", input_name,
                          oxs_datatype_name(datatype), oxs_datatype_name(io->info.datatype));
-    if (oxs_datatype_size(datatype) == 0 || datatype == OXS_DT_FP16 || datatype == OXS_DT_BF16)
+    if (oxs_datatype_size(datatype) == 0)
         return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
                          "input \"%s\": datatype %s is not supported yet", input_name,
                          oxs_datatype_name(datatype));

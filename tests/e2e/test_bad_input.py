@@ -20,7 +20,8 @@ IDENTITY_INFER = "/v2/models/identity/infer"
 
 IDENTITY_TYPES = [("bool", "BOOL"), ("uint8", "UINT8"), ("uint16", "UINT16"), ("uint32", "UINT32"),
                   ("uint64", "UINT64"), ("int8", "INT8"), ("int16", "INT16"), ("int32", "INT32"),
-                  ("int64", "INT64"), ("fp32", "FP32"), ("fp64", "FP64")]
+                  ("int64", "INT64"), ("fp32", "FP32"), ("fp64", "FP64"), ("fp16", "FP16"),
+                  ("bf16", "BF16")]
 
 
 def scale_input(**changes):
@@ -101,7 +102,10 @@ JSON_CASES = [
     ("rank over 16", SCALE_INFER, scale_body(shape=[1] * 17, data=[1.0]), 400, ["shape", "16"]),
     ("datatype does not match model", SCALE_INFER, scale_body(datatype="INT64", data=[1, 2, 3, 4]),
      400, ["x", "INT64", "FP32"]),
-    ("unsupported datatype FP16", SCALE_INFER, scale_body(datatype="FP16"), 400, ["FP16"]),
+    ("unsupported datatype BYTES", SCALE_INFER, scale_body(datatype="BYTES"), 400,
+     ["BYTES", "not supported"]),
+    ("FP16 where the model expects FP32", SCALE_INFER, scale_body(datatype="FP16"), 400,
+     ["x", "FP16", "FP32"]),
     ("unknown datatype", SCALE_INFER, scale_body(datatype="FLOAT32"), 400, ["FLOAT32"]),
     ("int8 above range", IDENTITY_INFER, identity_body("int8", 128), 400, ["x_int8", "128"]),
     ("int8 below range", IDENTITY_INFER, identity_body("int8", -129), 400, ["x_int8", "-129"]),
@@ -117,6 +121,18 @@ JSON_CASES = [
     ("int32 given a fraction", IDENTITY_INFER, identity_body("int32", 1.5), 400, ["x_int32", "1.5"]),
     ("bool given a number", IDENTITY_INFER, identity_body("bool", 2), 400, ["x_bool", "2"]),
     ("fp32 given a bool", IDENTITY_INFER, identity_body("fp32", True), 400, ["x_fp32"]),
+    ("fp32 above range", IDENTITY_INFER, identity_body("fp32", 1e39), 400,
+     ["x_fp32", "1e+39", "index 0", "FP32"]),
+    ("fp16 above range", IDENTITY_INFER, identity_body("fp16", 70000), 400,
+     ["x_fp16", "70000", "index 0", "FP16", "65504"]),
+    ("fp16 at the rounding limit", IDENTITY_INFER, identity_body("fp16", -65520), 400,
+     ["x_fp16", "-65520", "FP16"]),
+    ("bf16 above range", IDENTITY_INFER, identity_body("bf16", 1e39), 400,
+     ["x_bf16", "1e+39", "index 0", "BF16"]),
+    ("fp16 given a lowercase nan", IDENTITY_INFER, identity_body("fp16", "nan"), 400,
+     ["x_fp16", '"nan"', "NaN"]),
+    ("int32 given the string NaN", IDENTITY_INFER, identity_body("int32", "NaN"), 400,
+     ["x_int32", '"NaN"', "INT32"]),
     ("unknown model", "/v2/models/no_such_model/infer", scale_body(), 404, ["no_such_model"]),
     ("unknown version", "/v2/models/scale/versions/7/infer", scale_body(), 404, ["7"]),
     ("version not a number", "/v2/models/scale/versions/abc/infer", scale_body(), 400, ["abc"]),

@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """Every datatype survives a round trip through the identity model exactly: the JSON text is
 parsed straight into the typed tensor and printed back, including the extremes of each type and
-INT64 values beyond 2^53."""
+INT64 values beyond 2^53. FP16 and BF16 texts are checked against an exact rational rounding,
+and NaN and the infinities travel as the strings "NaN", "Infinity" and "-Infinity"."""
 import ctypes
 import json
+import math
 import os
+import random
 import sys
 import unittest
+from fractions import Fraction
 
 import numpy as np
 
@@ -32,7 +36,61 @@ VALUES = [
     ("fp32", "FP32", [float(F32.max), float(-F32.max), float(F32.tiny),
                       float(np.float32(1.4e-45)), float(np.float32(0.1)), float(np.float32(-1 / 3))]),
     ("fp64", "FP64", [float(F64.max), float(-F64.max), float(F64.tiny), 5e-324, 0.1, -1 / 3]),
+    # Largest finite, smallest normal, smallest subnormal, negative zero, and two rounded values.
+    ("fp16", "FP16", [65504.0, -65504.0, 6.103515625e-05, 5.960464477539063e-08, -0.0, 0.1]),
+    ("bf16", "BF16", [3.3895313892515355e38, -3.3895313892515355e38, 1.1754943508222875e-38,
+                      9.183549615799121e-41, -0.0, 0.1]),
 ]
+
+# Significand bits (with the implicit bit), smallest normal exponent, largest exponent.
+FLOAT16_FORMATS = {"FP16": (11, -14, 15), "BF16": (8, -126, 127)}
+SPECIAL_BITS = {"FP16": {"Infinity": 0x7C00, "-Infinity": 0xFC00},
+                "BF16": {"Infinity": 0x7F80, "-Infinity": 0xFF80}}
+
+
+def float16_bits(text, datatype):
+    """Round the decimal text to FP16 or BF16 bits, to nearest with ties to even, computed with
+    exact rationals; None when it rounds beyond the largest finite value."""
+    if text in SPECIAL_BITS[datatype]:
+        return SPECIAL_BITS[datatype][text]
+    precision, emin, emax = FLOAT16_FORMATS[datatype]
+
+    value = Fraction(text)
+    sign = 0x8000 if text.lstrip().startswith("-") else 0
+    magnitude = abs(value)
+    if magnitude == 0:
+        return sign
+    exponent = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
+    if Fraction(2) ** exponent > magnitude:
+        exponent -= 1
+    if Fraction(2) ** (exponent + 1) <= magnitude:
+        exponent += 1
+    exponent = max(exponent, emin)
+
+    scaled = magnitude / Fraction(2) ** (exponent - precision + 1)
+    significand = math.floor(scaled)
+    remainder = scaled - significand
+    if remainder > Fraction(1, 2) or (remainder == Fraction(1, 2) and significand % 2 == 1):
+        significand += 1
+    if significand == 2 ** precision:
+        significand //= 2
+        exponent += 1
+    if exponent > emax:
+        return None
+
+    hidden = 2 ** (precision - 1)
+    if significand < hidden:
+        return sign | significand
+    return sign | ((exponent - emin + 1) << (precision - 1)) | (significand - hidden)
+
+
+def data_texts(body, name):
+    """The element texts of output name's flat "data" array, exactly as the server wrote them."""
+    marker = f'"name":"{name}"'
+    start = body.index(marker)
+    start = body.index('"data":[', start) + len('"data":[')
+    end = body.index("]", start)
+    return body[start:end].split(",") if end > start else []
 
 _LIBC = ctypes.CDLL(None)
 _LIBC.strtof.restype = ctypes.c_float
@@ -82,6 +140,12 @@ class DatatypesTest(harness.ServerTestCase):
                     self.assertEqual(data, values, f"y_{suffix} data")
                     self.assertTrue(all(isinstance(v, bool) for v in data),
                                     f"y_{suffix} data {data} are not JSON booleans")
+                elif datatype in ("FP16", "BF16"):
+                    # From the text, because Python's json reads -0 as the integer 0.
+                    texts = data_texts(response.body.decode(), "y_" + suffix)
+                    expected = [float16_bits(repr(v), datatype) for v in values]
+                    self.assertEqual([float16_bits(t, datatype) for t in texts], expected,
+                                     f"y_{suffix} data {texts}")
                 elif datatype in ("FP32", "FP64"):
                     dtype = harness.NUMPY_DTYPES[datatype]
                     self.assertEqual(np.array(data, dtype=dtype).tolist(),
@@ -120,6 +184,82 @@ class DatatypesTest(harness.ServerTestCase):
         self.assertEqual(actual.size, expected.size, "y_fp32 element count")
         for text, a, e in zip(texts, actual, expected):
             self.assertEqual(float(a), float(e), f"FP32 text {text}: server {a!r}, strtof {e!r}")
+
+    def infer_texts(self, texts_by_suffix, columns):
+        """Send the given number texts verbatim for some inputs (the rest get their defaults
+        reshaped to match) and return the response body text."""
+        rows = max(len(t) for t in texts_by_suffix.values()) // columns
+        overrides = {}
+        for suffix, datatype, values in VALUES:
+            overrides[suffix] = {"name": "x_" + suffix, "shape": [rows, columns],
+                                 "datatype": datatype, "data": (values * rows * columns)[:rows * columns]}
+            if suffix in texts_by_suffix:
+                overrides[suffix]["data"] = "TEXTS_" + suffix
+        body = json.dumps({"inputs": all_inputs(overrides)})
+        for suffix, texts in texts_by_suffix.items():
+            self.assertEqual(len(texts), rows * columns, f"{suffix} text count")
+            body = body.replace(f'"TEXTS_{suffix}"', "[" + ",".join(texts) + "]", 1)
+        response = self.server.post_json(f"/v2/models/{MODEL}/infer", body)
+        self.assertStatus(response, 200, "identity infer with verbatim texts")
+        return response.body.decode()
+
+    def test_float16_rounds_like_exact_arithmetic(self):
+        rng = random.Random(20261204)
+        cases = {"FP16": ["1.00048828125", "1.000488281250000000000000000001",
+                          "1.001464843749999999999999999999", "65519.99999999999999999999",
+                          "2.98023223876953125e-8", "2.98023223876953125000000000000001e-8",
+                          "8.94069671630859375e-8", "-0", "-1e-30", "6.1e-05", "65504", "0.1"],
+                 "BF16": ["1.00390625", "1.00390625000000000000000000001", "1.01171875",
+                          "1.01171874999999999999999999999", "3.3895313892515355e38",
+                          "339617752923046005526922703901628039167.9999", "9.2e-41", "-0.0",
+                          "1e-50", "3.14159", "0.1", "-2.5e-3"]}
+        for datatype, (precision, emin, emax) in FLOAT16_FORMATS.items():
+            while len(cases[datatype]) < 1200:
+                # Random midpoints, nudged by a tiny decimal amount or left exact, and random
+                # short decimals across the whole range.
+                kind = rng.randrange(3)
+                exponent = rng.randrange(emin - precision + 1, emax)
+                if kind < 2:
+                    odd = rng.randrange(2 ** precision, 2 ** (precision + 1)) | 1
+                    midpoint = Fraction(odd) * Fraction(2) ** (exponent - precision)
+                    nudge = Fraction(rng.choice((-1, 0, 1)), 10 ** 40) * midpoint
+                    value = midpoint + nudge
+                    # Exact: the denominator divides 10^200 for every exponent drawn here.
+                    text = f"{value.numerator * 10 ** 200 // value.denominator}e-200"
+                else:
+                    text = f"{rng.uniform(1, 10):.{rng.randrange(1, 8)}f}e{rng.randrange(-40, 39)}"
+                if float16_bits(text, datatype) is not None:
+                    cases[datatype].append(text)
+        body = self.infer_texts({"fp16": cases["FP16"], "bf16": cases["BF16"]}, 12)
+        for datatype, suffix in (("FP16", "fp16"), ("BF16", "bf16")):
+            outputs = data_texts(body, "y_" + suffix)
+            self.assertEqual(len(outputs), len(cases[datatype]), f"y_{suffix} element count")
+            for text, output in zip(cases[datatype], outputs):
+                self.assertEqual(float16_bits(output, datatype), float16_bits(text, datatype),
+                                 f"{datatype} text {text} came back as {output}")
+
+    def test_nan_and_infinity_strings(self):
+        texts = ['"NaN"', '"Infinity"', '"-Infinity"', "1.5"]
+        body = self.infer_texts({s: texts for s in ("fp16", "bf16", "fp32", "fp64")}, 4)
+        for suffix in ("fp16", "bf16", "fp32", "fp64"):
+            self.assertEqual(data_texts(body, "y_" + suffix), texts, f"y_{suffix} data")
+        self.assertNotIn("null", body, "response still writes null for a float")
+
+    def test_float_out_of_range_rejected(self):
+        for suffix, text, limit in (("fp16", "70000", "65504"), ("fp16", "-65520", "65504"),
+                                    ("bf16", "1e39", "3.3895314e+38"),
+                                    ("fp32", "1e39", "3.40282347e+38"),
+                                    ("fp64", "1e309", "1.7976931348623157e+308")):
+            with self.subTest(suffix=suffix, text=text):
+                document = {"inputs": all_inputs({suffix: {
+                    "name": "x_" + suffix, "shape": list(SHAPE), "datatype": suffix.upper(),
+                    "data": "TEXTS"}})}
+                body = json.dumps(document).replace('"TEXTS"', f"[0, 1, 2, 3, {text}, 5]")
+                response = self.server.post_json(f"/v2/models/{MODEL}/infer", body)
+                self.assertStatus(response, 400, f"{suffix} value {text}")
+                message = response.json().get("error", "")
+                for part in (f'"x_{suffix}"', f"value {text} at index 4", "out of range", limit):
+                    self.assertIn(part, message, f"error message for {suffix} {text}")
 
     def test_nested_data(self):
         nested = {}

@@ -117,7 +117,11 @@ class ProtocolTest(harness.ServerTestCase):
         response = self.server.get("/v2/models/identity")
         self.assertStatus(response, 200, "GET /v2/models/identity")
         body = response.json()
-        self.assertEqual(len(body["inputs"]), 11, "identity inputs")
+        self.assertEqual(len(body["inputs"]), 13, "identity inputs")
+        datatypes = {entry["name"]: entry["datatype"] for entry in body["inputs"] + body["outputs"]}
+        for name, datatype in (("x_fp16", "FP16"), ("y_fp16", "FP16"), ("x_bf16", "BF16"),
+                               ("y_bf16", "BF16")):
+            self.assertEqual(datatypes.get(name), datatype, f"identity metadata for {name}")
         self.assertIn("datatype round trips", json.dumps(body.get("parameters")),
                       "identity parameters lack the custom metadata property")
 

@@ -26,6 +26,8 @@ IDENTITY_TYPES = [
     ("int64", TensorProto.INT64),
     ("fp32", TensorProto.FLOAT),
     ("fp64", TensorProto.DOUBLE),
+    ("fp16", TensorProto.FLOAT16),
+    ("bf16", TensorProto.BFLOAT16),
 ]
 
 

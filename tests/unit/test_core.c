@@ -172,8 +172,8 @@ static void test_model_introspection(void **state)
     oxs_server_t *server = create_server(NULL);
     oxs_model_t *model = load(server, "identity");
 
-    assert_int_equal(oxs_model_input_count(model), 11);
-    assert_int_equal(oxs_model_output_count(model), 11);
+    assert_int_equal(oxs_model_input_count(model), 13);
+    assert_int_equal(oxs_model_output_count(model), 13);
     int index = oxs_model_find_input(model, "x_int64", 7);
     assert_true(index >= 0);
     const oxs_tensor_info_t *info = oxs_model_input(model, (size_t)index);
@@ -183,6 +183,12 @@ static void test_model_introspection(void **state)
     assert_int_equal(info->dims[0], -1);
     assert_int_equal(info->dims[1], -1);
     assert_int_equal(oxs_model_find_input(model, "x_int6", 6), -1);
+    index = oxs_model_find_input(model, "x_bf16", 6);
+    assert_true(index >= 0);
+    assert_int_equal(oxs_model_input(model, (size_t)index)->datatype, OXS_DT_BF16);
+    index = oxs_model_find_input(model, "x_fp16", 6);
+    assert_true(index >= 0);
+    assert_int_equal(oxs_model_input(model, (size_t)index)->datatype, OXS_DT_FP16);
 
     const oxs_model_metadata_t *metadata = oxs_model_metadata(model);
     assert_string_equal(metadata->producer_name, "onnxserve-tests");
@@ -247,8 +253,8 @@ static void test_introspection_during_load(void **state)
         fail_msg("loading identity: %s", loader.error);
 
     assert_int_equal(oxs_model_state(model), OXS_MODEL_READY);
-    assert_int_equal(oxs_model_input_count(model), 11);
-    assert_int_equal(oxs_model_output_count(model), 11);
+    assert_int_equal(oxs_model_input_count(model), 13);
+    assert_int_equal(oxs_model_output_count(model), 13);
     assert_true(oxs_model_find_input(model, "x_fp32", 6) >= 0);
     assert_string_equal(oxs_model_metadata(model)->producer_name, "onnxserve-tests");
     print_message("model read %ld times while LOADING\n", loading_reads);

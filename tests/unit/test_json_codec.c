@@ -21,6 +21,7 @@
 
 #include <yajl/yajl_parse.h>
 
+#include "codec/float16.h"
 #include "codec/json.h"
 
 #define ERROR_SIZE 1024
@@ -175,7 +176,8 @@ static const struct {
     {"x_bool", "BOOL", "true"},   {"x_uint8", "UINT8", "0"},   {"x_uint16", "UINT16", "0"},
     {"x_uint32", "UINT32", "0"},  {"x_uint64", "UINT64", "0"}, {"x_int8", "INT8", "0"},
     {"x_int16", "INT16", "0"},    {"x_int32", "INT32", "0"},   {"x_int64", "INT64", "0"},
-    {"x_fp32", "FP32", "0"},      {"x_fp64", "FP64", "0"},
+    {"x_fp32", "FP32", "0"},      {"x_fp64", "FP64", "0"},     {"x_fp16", "FP16", "0"},
+    {"x_bf16", "BF16", "0"},
 };
 
 /* Builds an infer body from inputs (comma-separated input objects) plus defaults for every
@@ -346,6 +348,93 @@ static void test_infer_fp64_equals_strtod(void **state)
         if (memcmp(&values[i], &expected, sizeof(double)) != 0)
             fail_msg("%s: got %.17g, strtod gives %.17g", texts[i], values[i], expected);
     }
+    oxs_response_destroy(response);
+}
+
+/* Each FP16 and BF16 text decodes to the bits next to it, rounded to nearest with ties to
+ * even from the decimal value. */
+static void test_infer_float16_rounding(void **state)
+{
+    (void)state;
+    oxs_response_t *response = run_identity(
+        "{\"name\":\"x_fp16\",\"shape\":[1,8],\"datatype\":\"FP16\",\"data\":[1.00048828125,"
+        "1.000488281250000000000000000001,65504,65519.99999999999999999999,5.9604644775390625e-8,"
+        "-0,-1e-30,0.1]},"
+        "{\"name\":\"x_bf16\",\"shape\":[1,6],\"datatype\":\"BF16\",\"data\":[1.01171875,"
+        "1.01171874999999999999999999999,3.3895313892515355e38,9.2e-41,-0.0,0.1]}",
+        "\"outputs\":[{\"name\":\"y_fp16\"},{\"name\":\"y_bf16\"}],");
+    static const uint16_t fp16_expected[] = {0x3C00, 0x3C01, 0x7BFF, 0x7BFF,
+                                             0x0001, 0x8000, 0x8000, 0x2E66};
+    static const uint16_t bf16_expected[] = {0x3F82, 0x3F81, 0x7F7F, 0x0001, 0x8000, 0x3DCD};
+
+    oxs_tensor_view_t view = output_named(response, "y_fp16");
+    assert_int_equal(view.datatype, OXS_DT_FP16);
+    assert_int_equal(view.element_count, 8);
+    for (size_t i = 0; i < 8; i++)
+        if (((const uint16_t *)view.data)[i] != fp16_expected[i])
+            fail_msg("FP16 element %zu is 0x%04X, expected 0x%04X", i,
+                     ((const uint16_t *)view.data)[i], fp16_expected[i]);
+    view = output_named(response, "y_bf16");
+    assert_int_equal(view.datatype, OXS_DT_BF16);
+    assert_int_equal(view.element_count, 6);
+    for (size_t i = 0; i < 6; i++)
+        if (((const uint16_t *)view.data)[i] != bf16_expected[i])
+            fail_msg("BF16 element %zu is 0x%04X, expected 0x%04X", i,
+                     ((const uint16_t *)view.data)[i], bf16_expected[i]);
+    oxs_response_destroy(response);
+}
+
+/* "NaN", "Infinity" and "-Infinity" decode into every float datatype, also when the data comes
+ * before the datatype, and encode back as the same strings. */
+static void test_infer_special_float_strings(void **state)
+{
+    (void)state;
+    oxs_response_t *response = run_identity(
+        "{\"name\":\"x_fp16\",\"shape\":[1,4],\"datatype\":\"FP16\","
+        "\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5]},"
+        "{\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5],\"name\":\"x_bf16\",\"shape\":[1,4],"
+        "\"datatype\":\"BF16\"},"
+        "{\"name\":\"x_fp32\",\"shape\":[2,2],\"datatype\":\"FP32\","
+        "\"data\":[[\"NaN\",\"Infinity\"],[\"-Infinity\",1.5]]},"
+        "{\"name\":\"x_fp64\",\"datatype\":\"FP64\",\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5],"
+        "\"shape\":[1,4]}",
+        "\"outputs\":[{\"name\":\"y_fp16\"},{\"name\":\"y_bf16\"},{\"name\":\"y_fp32\"},"
+        "{\"name\":\"y_fp64\"}],");
+
+    static const uint16_t fp16_expected[] = {0x7E00, 0x7C00, 0xFC00, 0x3E00};
+    static const uint16_t bf16_expected[] = {0x7FC0, 0x7F80, 0xFF80, 0x3FC0};
+    oxs_tensor_view_t view = output_named(response, "y_fp16");
+    assert_memory_equal(view.data, fp16_expected, sizeof(fp16_expected));
+    view = output_named(response, "y_bf16");
+    assert_memory_equal(view.data, bf16_expected, sizeof(bf16_expected));
+    view = output_named(response, "y_fp32");
+    const float *floats = view.data;
+    assert_true(isnan(floats[0]));
+    assert_true(isinf(floats[1]) && floats[1] > 0);
+    assert_true(isinf(floats[2]) && floats[2] < 0);
+    assert_true(floats[3] == 1.5f);
+    view = output_named(response, "y_fp64");
+    const double *doubles = view.data;
+    assert_true(isnan(doubles[0]));
+    assert_true(isinf(doubles[1]) && doubles[1] > 0);
+    assert_true(isinf(doubles[2]) && doubles[2] < 0);
+    assert_true(doubles[3] == 1.5);
+
+    oxs_buf_t out;
+    oxs_buf_init(&out, 0);
+    oxs_json_encode_infer(&out, response);
+    const char *text = oxs_buf_cstr(&out);
+    assert_true(json_is_valid(out.data, out.len));
+    assert_contains(text, "\"name\":\"y_fp16\",\"datatype\":\"FP16\",\"shape\":[1,4],"
+                          "\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5]");
+    assert_contains(text, "\"name\":\"y_bf16\",\"datatype\":\"BF16\",\"shape\":[1,4],"
+                          "\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5]");
+    assert_contains(text, "\"name\":\"y_fp32\",\"datatype\":\"FP32\",\"shape\":[2,2],"
+                          "\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5]");
+    assert_contains(text, "\"name\":\"y_fp64\",\"datatype\":\"FP64\",\"shape\":[1,4],"
+                          "\"data\":[\"NaN\",\"Infinity\",\"-Infinity\",1.5]");
+    assert_null(strstr(text, "null"));
+    oxs_buf_free(&out);
     oxs_response_destroy(response);
 }
 
@@ -613,7 +702,7 @@ static void test_error_unknown_datatype(void **state)
     expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"FP8\",\"data\":[1]}",
                        OXS_ERR_INVALID_ARGUMENT,
                        "inputs[0].datatype: unknown datatype \"FP8\"; supported: BOOL, UINT8, "
-                       "UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64");
+                       "UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16");
     expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"fp32\",\"data\":[1]}",
                        OXS_ERR_INVALID_ARGUMENT, "unknown datatype \"fp32\"");
 }
@@ -621,12 +710,13 @@ static void test_error_unknown_datatype(void **state)
 static void test_error_unsupported_datatype(void **state)
 {
     (void)state;
-    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"FP16\",\"data\":[1]}",
-                       OXS_ERR_UNSUPPORTED, "inputs[0].datatype: FP16 not supported yet; supported: BOOL");
-    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"BF16\",\"data\":[1]}",
-                       OXS_ERR_UNSUPPORTED, "BF16 not supported yet");
     expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"BYTES\",\"data\":[1]}",
-                       OXS_ERR_UNSUPPORTED, "BYTES not supported yet");
+                       OXS_ERR_UNSUPPORTED,
+                       "inputs[0].datatype: BYTES not supported yet; supported: BOOL");
+    /* FP16 and BF16 are converted now, so sending one where FP32 is declared is a mismatch. */
+    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"FP16\",\"data\":[1]}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "input \"x_fp32\": datatype FP16, the model expects FP32");
 }
 
 static void test_error_datatype_mismatch(void **state)
@@ -817,6 +907,21 @@ static void test_error_float_range(void **state)
                        OXS_ERR_INVALID_ARGUMENT, "input \"x_fp32\": value 1e39 at index 0 is out of range for FP32");
     expect_input_error("{\"name\":\"x_fp64\",\"shape\":[1,1],\"datatype\":\"FP64\",\"data\":[1e309]}",
                        OXS_ERR_INVALID_ARGUMENT, "value 1e309 at index 0 is out of range for FP64");
+    expect_input_error("{\"name\":\"x_fp16\",\"shape\":[1,3],\"datatype\":\"FP16\",\"data\":[1,2,70000]}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "input \"x_fp16\": value 70000 at index 2 is out of range for FP16 (largest "
+                       "finite magnitude 65504)");
+    /* 65520 is halfway between 65504 and 65536, and ties to even pick 65536, which is infinite. */
+    expect_input_error("{\"name\":\"x_fp16\",\"shape\":[1,2],\"datatype\":\"FP16\",\"data\":[65519,-65520]}",
+                       OXS_ERR_INVALID_ARGUMENT, "value -65520 at index 1 is out of range for FP16");
+    expect_input_error("{\"name\":\"x_bf16\",\"shape\":[1,1],\"datatype\":\"BF16\",\"data\":[1e39]}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "input \"x_bf16\": value 1e39 at index 0 is out of range for BF16 (largest "
+                       "finite magnitude 3.3895314e+38)");
+    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"FP32\",\"data\":[-3.5e38]}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "value -3.5e38 at index 0 is out of range for FP32 (largest finite "
+                       "magnitude 3.40282347e+38)");
 }
 
 static void test_error_wrong_value_type(void **state)
@@ -834,10 +939,30 @@ static void test_error_wrong_value_type(void **state)
                        OXS_ERR_INVALID_ARGUMENT, "value null at index 0 is not valid for FP32");
     expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"FP32\",\"data\":[{}]}",
                        OXS_ERR_INVALID_ARGUMENT, "at index 0 is not valid for FP32");
-    /* Recorded data rejects strings before the name and datatype are known. */
-    expect_input_error("{\"data\":[1,\"x\"],\"name\":\"x_fp32\"}", OXS_ERR_INVALID_ARGUMENT,
-                       "inputs[0]: value \"x\" at index 1 is not valid: expected a number or "
-                       "true/false");
+    /* Recorded data keeps strings until the datatype shows whether "NaN" and such are valid. */
+    expect_input_error("{\"data\":[1,\"x\"],\"name\":\"x_fp32\",\"shape\":[1,2],\"datatype\":\"FP32\"}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "input \"x_fp32\": value \"x\" at index 1 is not valid for FP32: expected a "
+                       "number or one of the strings \"NaN\", \"Infinity\", \"-Infinity\"");
+    expect_input_error("{\"data\":[\"NaN\"],\"name\":\"x_int32\",\"shape\":[1,1],\"datatype\":\"INT32\"}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "input \"x_int32\": value \"NaN\" at index 0 is not valid for INT32: expected "
+                       "a number");
+    expect_input_error("{\"datatype\":\"INT8\",\"data\":[\"NaN\"],\"name\":\"x_int8\"}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "value \"NaN\" at index 0 is not valid for INT8: expected a number");
+    /* Only the exact spellings stand for NaN and the infinities. */
+    const char *const near_misses[] = {"nan", "NAN", "inf", "Inf", "infinity", "+Infinity",
+                                       " NaN", "NaN ", "-NaN", ""};
+    for (size_t i = 0; i < sizeof(near_misses) / sizeof(near_misses[0]); i++) {
+        char input[256];
+        snprintf(input, sizeof(input),
+                 "{\"name\":\"x_fp16\",\"shape\":[1,1],\"datatype\":\"FP16\",\"data\":[\"%s\"]}",
+                 near_misses[i]);
+        expect_input_error(input, OXS_ERR_INVALID_ARGUMENT,
+                           "at index 0 is not valid for FP16: expected a number or one of the "
+                           "strings");
+    }
     expect_input_error("{\"data\":[1],\"name\":\"x_bool\",\"shape\":[1,1],\"datatype\":\"BOOL\"}",
                        OXS_ERR_INVALID_ARGUMENT, "value 1 at index 0 is not valid for BOOL");
 }
@@ -984,7 +1109,9 @@ static void test_predict_errors(void **state)
     expect_predict_error(scale, "{\"data\":[[1,2,3,4],5]}",
                          "data[1]: expected an array, got a number; nested data must be rectangular");
     expect_predict_error(scale, "{\"data\":[1,[2]]}", "data[1]: expected a number, got an array");
-    expect_predict_error(scale, "{\"data\":[1,\"2\",3,4]}", "data[1]: expected a number, got string");
+    expect_predict_error(scale, "{\"data\":[1,\"2\",3,4]}",
+                         "data[1]: expected a number or one of the strings \"NaN\", "
+                         "\"Infinity\", \"-Infinity\", got string \"2\"");
     expect_predict_error(scale, "{\"data\":[1,2,3,4],\"shape\":[2,4]}",
                          "data has 4 values, but shape [2,4] needs 8");
     expect_predict_error(scale, "{\"data\":[[1,2,3,4]],\"shape\":[4,1]}",
@@ -1009,7 +1136,7 @@ static void test_predict_needs_one_fp32_input(void **state)
 {
     (void)state;
     expect_predict_error(identity, "{\"data\":[1]}",
-                         "model \"identity\" has 11 inputs: x_bool (BOOL [-1,-1]), x_uint8 (UINT8 "
+                         "model \"identity\" has 13 inputs: x_bool (BOOL [-1,-1]), x_uint8 (UINT8 "
                          "[-1,-1])");
     expect_predict_error(identity, "{\"data\":[1]}",
                          "/predict needs a model with exactly one FP32 input");
@@ -1178,7 +1305,9 @@ static void test_encode_infer_every_datatype(void **state)
         "{\"name\":\"x_uint64\",\"shape\":[1,1],\"datatype\":\"UINT64\",\"data\":[18446744073709551615]},"
         "{\"name\":\"x_int8\",\"shape\":[1,1],\"datatype\":\"INT8\",\"data\":[-128]},"
         "{\"name\":\"x_fp32\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[0.1,3.4028235e38,1e-45]},"
-        "{\"name\":\"x_fp64\",\"shape\":[1,2],\"datatype\":\"FP64\",\"data\":[0.1,5e-324]}",
+        "{\"name\":\"x_fp64\",\"shape\":[1,2],\"datatype\":\"FP64\",\"data\":[0.1,5e-324]},"
+        "{\"name\":\"x_fp16\",\"shape\":[1,4],\"datatype\":\"FP16\",\"data\":[0.1,65504,-0,6e-8]},"
+        "{\"name\":\"x_bf16\",\"shape\":[1,3],\"datatype\":\"BF16\",\"data\":[0.1,-3.3895e38,9.2e-41]}",
         "");
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
@@ -1190,6 +1319,8 @@ static void test_encode_infer_every_datatype(void **state)
     assert_contains(text, "\"data\":[-128]");
     assert_contains(text, "\"name\":\"y_fp32\",\"datatype\":\"FP32\",\"shape\":[1,3],\"data\":[0.1,3.40282347e+38,1.4013e-45]");
     assert_contains(text, "\"name\":\"y_fp64\",\"datatype\":\"FP64\",\"shape\":[1,2],\"data\":[0.1,4.94065645841247e-324]");
+    assert_contains(text, "\"name\":\"y_fp16\",\"datatype\":\"FP16\",\"shape\":[1,4],\"data\":[0.1,65500,-0,6e-08]");
+    assert_contains(text, "\"name\":\"y_bf16\",\"datatype\":\"BF16\",\"shape\":[1,3],\"data\":[0.1,-3.39e+38,9e-41]");
     assert_false(strstr(text, "\"id\"") != NULL); /* no id in the body or set by the caller */
     oxs_buf_free(&out);
     oxs_response_destroy(response);
@@ -1224,6 +1355,113 @@ static void test_encode_float_reads_back(void **state)
     oxs_response_destroy(response);
 }
 
+/* Appends the elements of one "data" array of the encoded response to bits, reading numbers
+ * with the codec's own FP16/BF16 parser and the three special strings by name. */
+static void read_float16_data(const char *cursor, bool is_bf16, uint16_t *bits, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const char *end = strpbrk(cursor, ",]");
+        assert_non_null(end);
+        char text[64];
+        size_t len = (size_t)(end - cursor);
+        assert_true(len < sizeof(text));
+        memcpy(text, cursor, len);
+        text[len] = '\0';
+        if (strcmp(text, "\"NaN\"") == 0)
+            bits[i] = is_bf16 ? 0x7FC0 : 0x7E00;
+        else if (strcmp(text, "\"Infinity\"") == 0)
+            bits[i] = is_bf16 ? 0x7F80 : 0x7C00;
+        else if (strcmp(text, "\"-Infinity\"") == 0)
+            bits[i] = is_bf16 ? 0xFF80 : 0xFC00;
+        else if (!oxs__float16_parse(is_bf16, text, &bits[i]))
+            fail_msg("element %zu: \"%s\" is out of range", i, text);
+        cursor = end + 1;
+    }
+}
+
+static bool float16_is_nan(bool is_bf16, uint16_t bits)
+{
+    return is_bf16 ? (bits & 0x7F80) == 0x7F80 && (bits & 0x7F) != 0
+                   : (bits & 0x7C00) == 0x7C00 && (bits & 0x3FF) != 0;
+}
+
+/* All 65,536 FP16 and BF16 bit patterns go through the whole codec: formatted into a request,
+ * decoded, run through the identity model, encoded into a response and read back. */
+static void test_encode_float16_every_pattern(void **state)
+{
+    (void)state;
+    enum { COUNT = 65536 };
+    size_t size = 2 * COUNT * OXS__FLOAT16_TEXT_MAX + 4096;
+    char *inputs = malloc(size);
+    uint16_t *read_back = malloc(COUNT * sizeof(uint16_t));
+    assert_non_null(inputs);
+    assert_non_null(read_back);
+
+    size_t used = 0;
+    for (int type = 0; type < 2; type++) {
+        bool is_bf16 = type == 1;
+        used += (size_t)snprintf(inputs + used, size - used,
+                                 "%s{\"name\":\"%s\",\"shape\":[1,%d],\"datatype\":\"%s\",\"data\":[",
+                                 is_bf16 ? "," : "", is_bf16 ? "x_bf16" : "x_fp16", COUNT,
+                                 is_bf16 ? "BF16" : "FP16");
+        for (uint32_t pattern = 0; pattern < COUNT; pattern++) {
+            char text[OXS__FLOAT16_TEXT_MAX];
+            oxs__float16_format(is_bf16, (uint16_t)pattern, text);
+            bool is_number = (text[0] >= '0' && text[0] <= '9') || (text[0] == '-' && text[1] != 'I');
+            used += (size_t)snprintf(inputs + used, size - used, "%s%s%s%s", pattern > 0 ? "," : "",
+                                     is_number ? "" : "\"", text, is_number ? "" : "\"");
+        }
+        used += (size_t)snprintf(inputs + used, size - used, "]}");
+        assert_true(used < size);
+    }
+
+    static char body[1 << 22];
+    char error[ERROR_SIZE];
+    identity_body(body, sizeof(body), inputs, "\"outputs\":[{\"name\":\"y_fp16\"},{\"name\":\"y_bf16\"}],");
+    free(inputs);
+    oxs_request_t *request = new_request(identity);
+    oxs_status_t status = oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error));
+    if (status != OXS_OK) {
+        oxs_request_destroy(request);
+        fail_msg("decode failed (%s): %s", oxs_status_name(status), error);
+    }
+    oxs_response_t *response = run_request(request);
+
+    oxs_buf_t out;
+    oxs_buf_init(&out, 0);
+    oxs_json_encode_infer(&out, response);
+    const char *text = oxs_buf_cstr(&out);
+    assert_false(out.failed);
+    assert_true(json_is_valid(out.data, out.len));
+
+    for (int type = 0; type < 2; type++) {
+        bool is_bf16 = type == 1;
+        oxs_tensor_view_t view = output_named(response, is_bf16 ? "y_bf16" : "y_fp16");
+        const uint16_t *decoded = view.data;
+        assert_int_equal(view.element_count, COUNT);
+
+        char header[128];
+        snprintf(header, sizeof(header), "\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[1,%d],\"data\":[",
+                 is_bf16 ? "y_bf16" : "y_fp16", is_bf16 ? "BF16" : "FP16", COUNT);
+        const char *cursor = strstr(text, header);
+        assert_non_null(cursor);
+        read_float16_data(cursor + strlen(header), is_bf16, read_back, COUNT);
+
+        for (uint32_t pattern = 0; pattern < COUNT; pattern++) {
+            bool is_nan = float16_is_nan(is_bf16, (uint16_t)pattern);
+            if (is_nan ? !float16_is_nan(is_bf16, decoded[pattern]) : decoded[pattern] != pattern)
+                fail_msg("%s 0x%04X decodes as 0x%04X", is_bf16 ? "BF16" : "FP16", pattern,
+                         decoded[pattern]);
+            if (is_nan ? !float16_is_nan(is_bf16, read_back[pattern]) : read_back[pattern] != pattern)
+                fail_msg("%s 0x%04X encodes to text that reads back as 0x%04X",
+                         is_bf16 ? "BF16" : "FP16", pattern, read_back[pattern]);
+        }
+    }
+    oxs_buf_free(&out);
+    oxs_response_destroy(response);
+    free(read_back);
+}
+
 static void test_encode_predict(void **state)
 {
     (void)state;
@@ -1242,6 +1480,21 @@ static void test_encode_predict(void **state)
                         "\"request_id\":\"p-1\"}");
     oxs_buf_free(&out);
     oxs_response_destroy(response);
+
+    /* NaN and the infinities go in and come out as strings on /predict too. */
+    body = "{\"data\":[[\"NaN\",\"Infinity\",\"-Infinity\",1]]}";
+    request = new_request(scale);
+    assert_int_equal(oxs_request_set_id(request, "p-2", 3), OXS_OK);
+    assert_int_equal(oxs_json_decode_predict(request, body, strlen(body), error, sizeof(error)),
+                     OXS_OK);
+    response = run_request(request);
+    oxs_buf_init(&out, 0);
+    oxs_json_encode_predict(&out, response);
+    assert_string_equal(oxs_buf_cstr(&out),
+                        "{\"output\":[\"NaN\",\"Infinity\",\"-Infinity\",3],\"shape\":[1,4],"
+                        "\"model\":\"scale\",\"request_id\":\"p-2\"}");
+    oxs_buf_free(&out);
+    oxs_response_destroy(response);
 }
 
 static void test_encode_model_metadata(void **state)
@@ -1254,7 +1507,9 @@ static void test_encode_model_metadata(void **state)
     assert_true(json_is_valid(out.data, out.len));
     assert_contains(text, "{\"name\":\"identity\",\"versions\":[\"1\"],\"platform\":\"onnxruntime_onnx\"");
     assert_contains(text, "\"inputs\":[{\"name\":\"x_bool\",\"datatype\":\"BOOL\",\"shape\":[-1,-1]}");
-    assert_contains(text, "{\"name\":\"y_fp64\",\"datatype\":\"FP64\",\"shape\":[-1,-1]}]");
+    assert_contains(text, "{\"name\":\"y_fp64\",\"datatype\":\"FP64\",\"shape\":[-1,-1]}");
+    assert_contains(text, "{\"name\":\"x_fp16\",\"datatype\":\"FP16\",\"shape\":[-1,-1]}");
+    assert_contains(text, "{\"name\":\"y_bf16\",\"datatype\":\"BF16\",\"shape\":[-1,-1]}]");
     assert_contains(text, "\"producer_name\":\"onnxserve-tests\"");
     assert_contains(text, "\"opset\":13");
     assert_contains(text, "\"graph_name\":\"identity\"");
@@ -1282,6 +1537,8 @@ int main(void)
         cmocka_unit_test(test_infer_small_integer_limits),
         cmocka_unit_test(test_infer_fp32_equals_strtof),
         cmocka_unit_test(test_infer_fp64_equals_strtod),
+        cmocka_unit_test(test_infer_float16_rounding),
+        cmocka_unit_test(test_infer_special_float_strings),
         cmocka_unit_test(test_infer_long_float_text),
         cmocka_unit_test(test_infer_bool_values),
         cmocka_unit_test(test_infer_nested_equals_flat),
@@ -1329,6 +1586,7 @@ int main(void)
         cmocka_unit_test(test_encode_infer_round_trip),
         cmocka_unit_test(test_encode_infer_every_datatype),
         cmocka_unit_test(test_encode_float_reads_back),
+        cmocka_unit_test(test_encode_float16_every_pattern),
         cmocka_unit_test(test_encode_predict),
         cmocka_unit_test(test_encode_model_metadata),
         cmocka_unit_test(test_encode_respects_buffer_max),
