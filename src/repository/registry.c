@@ -475,14 +475,18 @@ static int find_io(const oxs__io_t *ios, size_t count, const char *name, size_t 
     return -1;
 }
 
+/* The count is read first: it is 0 while LOADING, and only then may the array pointer, which
+ * the load writes, be read. */
 int oxs_model_find_input(const oxs_model_t *model, const char *name, size_t len)
 {
-    return find_io(model->inputs, oxs_model_input_count(model), name, len);
+    size_t count = oxs_model_input_count(model);
+    return count == 0 ? -1 : find_io(model->inputs, count, name, len);
 }
 
 int oxs_model_find_output(const oxs_model_t *model, const char *name, size_t len)
 {
-    return find_io(model->outputs, oxs_model_output_count(model), name, len);
+    size_t count = oxs_model_output_count(model);
+    return count == 0 ? -1 : find_io(model->outputs, count, name, len);
 }
 
 const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model)
