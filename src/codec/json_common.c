@@ -216,7 +216,9 @@ oxs_status_t oxs__json_parse(yajl_handle parser, const char *body, size_t len, c
     yajl_status status = yajl_parse(parser, (const unsigned char *)body, len);
     if (status == yajl_status_ok) {
         status = yajl_complete_parse(parser);
-        offset = len; /* after a successful yajl_parse, completion fails only on a truncated body */
+        /* After a successful yajl_parse, completion fails when the body ended before the
+         * document did (or a callback canceled), so the error is reported at the end. */
+        offset = len;
     } else {
         offset = yajl_get_bytes_consumed(parser);
     }

@@ -11,7 +11,7 @@
  * Formatting: every decimal strictly between the midpoints to the neighboring values reads
  * back as the value. For a candidate exponent k, the integers around value / 10^k are tested
  * against those midpoints (in double for float, in long double for double); a test whose
- * rounding error could change the answer is settled by strtof/strtod on the candidate text.
+ * rounding error could change the result is settled by strtof/strtod on the candidate text.
  * An exponent that works also works one lower (append a zero), so a binary search finds the
  * shortest text.
  */

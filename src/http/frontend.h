@@ -47,7 +47,8 @@ int oxs_http_port(const oxs_http_frontend_t *frontend);
  * Returns at once. Any thread. */
 void oxs_http_stop_accepting(oxs_http_frontend_t *frontend);
 
-/* Returns the number of requests received in full and not yet answered. Any thread. */
+/* Returns the number of requests received in full whose response is not written yet. Any
+ * thread. */
 int oxs_http_in_flight(const oxs_http_frontend_t *frontend);
 
 /* Stops every loop, closes every connection, joins the I/O threads and frees the frontend.

@@ -75,14 +75,21 @@ def as_values(array, elem_type):
     return array
 
 
+def float_value(value):
+    """JSON has no NaN or infinity literal, so the server takes these strings instead."""
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float(value)
+
+
 def json_values(array, datatype):
     flat = np.asarray(array).reshape(-1)
     if datatype == "BOOL":
         return [bool(v) for v in flat]
     if datatype in ("FP16", "FP32", "FP64", "BF16"):
-        # JSON has no NaN or infinity literal; the server takes these strings instead.
-        return [float(v) if np.isfinite(v) else
-                ("NaN" if np.isnan(v) else "Infinity" if v > 0 else "-Infinity") for v in flat]
+        return [float_value(v) for v in flat]
     if datatype == "BYTES":
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in flat]
     return [int(v) for v in flat]

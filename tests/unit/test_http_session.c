@@ -721,7 +721,7 @@ static void test_binary_extension_rejected(void **state)
     assert_int_equal(all.count, 2);
     assert_int_equal(all.items[0].status, 400);
     assert_error_body(&all.items[0], "binary tensor data extension is not supported yet");
-    /* The body was read and dropped, so the next request is answered. */
+    /* The body was read and dropped, so the next request still gets its response. */
     assert_int_equal(all.items[1].status, 200);
     free_responses(&all);
     harness_free(h);
