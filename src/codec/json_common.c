@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec/float16.h"
+#include "codec/number.h"
 #include "codec/json_internal.h"
 
 /* ---- messages ------------------------------------------------------------------------------ */
@@ -355,34 +356,40 @@ static oxs__number_result_t convert_integer(oxs_datatype_t datatype, const char 
     return OXS__NUMBER_OK;
 }
 
-/* Parses a number text (NUL-terminated) with strtof or strtod, or for FP16 and BF16 with
- * oxs__float16_parse. Underflow keeps the value the C library returns (zero or a subnormal);
- * overflow, the only way a JSON number becomes infinite, is out of range. */
-static oxs__number_result_t convert_float(oxs_datatype_t datatype, const char *text,
+/* Converts an FP16 or BF16 number text (NUL-terminated), rounded from its decimal value. */
+static oxs__number_result_t convert_float16(oxs_datatype_t datatype, const char *text,
+                                            void *buffer, size_t index)
+{
+    uint16_t bits = 0;
+    if (!oxs__float16_parse(datatype == OXS_DT_BF16, text, &bits))
+        return OXS__NUMBER_OUT_OF_RANGE;
+    ((uint16_t *)buffer)[index] = bits;
+    return OXS__NUMBER_OK;
+}
+
+/* Converts an FP32 or FP64 number text straight from yajl's buffer with number.c, which gives
+ * strtof's and strtod's bits. Underflow keeps a zero or a subnormal; overflow, the only way a
+ * JSON number becomes infinite, is out of range. */
+static oxs__number_result_t convert_float(oxs_datatype_t datatype, const char *text, size_t len,
                                           void *buffer, size_t index)
 {
-    char *end = NULL;
-    if (datatype == OXS_DT_FP16 || datatype == OXS_DT_BF16) {
-        uint16_t bits = 0;
-        if (!oxs__float16_parse(datatype == OXS_DT_BF16, text, &bits))
-            return OXS__NUMBER_OUT_OF_RANGE;
-        ((uint16_t *)buffer)[index] = bits;
-        return OXS__NUMBER_OK;
-    }
+    oxs__number_status_t status;
     if (datatype == OXS_DT_FP32) {
-        float value = strtof(text, &end);
-        if (isinf(value))
-            return OXS__NUMBER_OUT_OF_RANGE;
-        ((float *)buffer)[index] = value;
+        float value = 0;
+        status = oxs__number_parse_f32(text, len, &value);
+        if (status == OXS__NUMBER_PARSED)
+            ((float *)buffer)[index] = value;
     } else {
-        double value = strtod(text, &end);
-        if (isinf(value))
-            return OXS__NUMBER_OUT_OF_RANGE;
-        ((double *)buffer)[index] = value;
+        double value = 0;
+        status = oxs__number_parse_f64(text, len, &value);
+        if (status == OXS__NUMBER_PARSED)
+            ((double *)buffer)[index] = value;
     }
-    if (end == text || *end != '\0')
-        return OXS__NUMBER_NOT_INTEGER; /* unreachable: yajl checked the number syntax */
-    return OXS__NUMBER_OK;
+    switch (status) {
+    case OXS__NUMBER_PARSED: return OXS__NUMBER_OK;
+    case OXS__NUMBER_OVERFLOW: return OXS__NUMBER_OUT_OF_RANGE;
+    default: return OXS__NUMBER_NOT_INTEGER; /* unreachable: yajl checked the number syntax */
+    }
 }
 
 bool oxs__json_convert_special(oxs_datatype_t datatype, const char *text, size_t len,
@@ -416,6 +423,8 @@ oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_dataty
                                               const char *text, size_t len, void *buffer,
                                               size_t index)
 {
+    if (datatype == OXS_DT_FP32 || datatype == OXS_DT_FP64)
+        return convert_float(datatype, text, len, buffer, index);
     bool is_float = oxs__json_datatype_is_float(datatype);
     if (!is_float && text_has_fraction_or_exponent(text, len))
         return OXS__NUMBER_NOT_INTEGER;
@@ -424,8 +433,8 @@ oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_dataty
     char small[64];
     char *copy = small;
     if (len >= sizeof(small)) {
-        /* An integer of 64 digits is out of every integer range. A float may legitimately be
-         * written with that many digits; it gets a scratch copy. */
+        /* An integer of 64 digits is out of every integer range. An FP16 or BF16 value may
+         * legitimately be written with that many digits; it gets a scratch copy. */
         if (!is_float)
             return OXS__NUMBER_OUT_OF_RANGE;
         copy = oxs_request_scratch(request, len + 1);
@@ -434,11 +443,8 @@ oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_dataty
     }
     memcpy(copy, text, len);
     copy[len] = '\0';
-
-    /* NOTE: strtod and strtof follow LC_NUMERIC; the server never calls setlocale, so the
-     * decimal point stays '.'. */
     if (is_float)
-        return convert_float(datatype, copy, buffer, index);
+        return convert_float16(datatype, copy, buffer, index);
     return convert_integer(datatype, copy, buffer, index);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec/float16.h"
+#include "codec/number.h"
 #include "codec/json.h"
 
 /* ---- strings -------------------------------------------------------------------------------- */
@@ -103,18 +104,26 @@ static void write_cstring(oxs_buf_t *out, const char *text)
 
 /* ---- numbers --------------------------------------------------------------------------------- */
 
-/* Writes at most 31 characters formatted by snprintf straight into the buffer. */
-__attribute__((format(printf, 2, 3))) static void write_formatted(oxs_buf_t *out,
-                                                                 const char *format, ...)
+/* Writes an integer in decimal; snprintf's format parsing costs more than the digits. */
+static void write_u64(oxs_buf_t *out, uint64_t value)
 {
-    if (!oxs_buf_reserve(out, 32))
-        return;
-    va_list args;
-    va_start(args, format);
-    int n = vsnprintf(out->data + out->len, 32, format, args);
-    va_end(args);
-    if (n > 0 && n < 32)
-        out->len += (size_t)n;
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    oxs_buf_append(out, digits + sizeof(digits) - n, n);
+}
+
+static void write_i64(oxs_buf_t *out, int64_t value)
+{
+    if (value < 0) {
+        oxs_buf_putc(out, '-');
+        write_u64(out, 0 - (uint64_t)value);
+    } else {
+        write_u64(out, (uint64_t)value);
+    }
 }
 
 /* Writes NaN and infinities as the JSON strings "NaN", "Infinity" and "-Infinity", which the
@@ -130,30 +139,19 @@ static bool write_special(oxs_buf_t *out, double value)
     return true;
 }
 
-/* Writes a float with the fewer digits of %.6g and %.9g that still reads back as the same
- * float, so 1.2f prints as 1.2. */
+/* Writes a float or double as the shortest decimal that reads back as the same bits. */
 static void write_fp32(oxs_buf_t *out, float value)
 {
-    if (write_special(out, value))
+    if (write_special(out, value) || !oxs_buf_reserve(out, OXS__NUMBER_TEXT_MAX))
         return;
-    char text[32];
-    snprintf(text, sizeof(text), "%.6g", (double)value);
-    if (strtof(text, NULL) != value)
-        snprintf(text, sizeof(text), "%.9g", (double)value);
-    oxs_buf_puts(out, text);
+    out->len += oxs__number_format_f32(value, out->data + out->len);
 }
 
-/* Same as write_fp32 with %.15g and %.17g. NOTE: neither is always the shortest text that
- * reads back exactly, only a short one. */
 static void write_fp64(oxs_buf_t *out, double value)
 {
-    if (write_special(out, value))
+    if (write_special(out, value) || !oxs_buf_reserve(out, OXS__NUMBER_TEXT_MAX))
         return;
-    char text[32];
-    snprintf(text, sizeof(text), "%.15g", value);
-    if (strtod(text, NULL) != value)
-        snprintf(text, sizeof(text), "%.17g", value);
-    oxs_buf_puts(out, text);
+    out->len += oxs__number_format_f64(value, out->data + out->len);
 }
 
 /* Writes an FP16 or BF16 value as the shortest decimal that reads back as the same bits. */
@@ -177,14 +175,14 @@ static void write_tensor_data(oxs_buf_t *out, oxs_datatype_t datatype, const voi
             oxs_buf_putc(out, ',');
         switch (datatype) {
         case OXS_DT_BOOL: oxs_buf_puts(out, ((const uint8_t *)data)[i] ? "true" : "false"); break;
-        case OXS_DT_UINT8: write_formatted(out, "%" PRIu8, ((const uint8_t *)data)[i]); break;
-        case OXS_DT_UINT16: write_formatted(out, "%" PRIu16, ((const uint16_t *)data)[i]); break;
-        case OXS_DT_UINT32: write_formatted(out, "%" PRIu32, ((const uint32_t *)data)[i]); break;
-        case OXS_DT_UINT64: write_formatted(out, "%" PRIu64, ((const uint64_t *)data)[i]); break;
-        case OXS_DT_INT8: write_formatted(out, "%" PRId8, ((const int8_t *)data)[i]); break;
-        case OXS_DT_INT16: write_formatted(out, "%" PRId16, ((const int16_t *)data)[i]); break;
-        case OXS_DT_INT32: write_formatted(out, "%" PRId32, ((const int32_t *)data)[i]); break;
-        case OXS_DT_INT64: write_formatted(out, "%" PRId64, ((const int64_t *)data)[i]); break;
+        case OXS_DT_UINT8: write_u64(out, ((const uint8_t *)data)[i]); break;
+        case OXS_DT_UINT16: write_u64(out, ((const uint16_t *)data)[i]); break;
+        case OXS_DT_UINT32: write_u64(out, ((const uint32_t *)data)[i]); break;
+        case OXS_DT_UINT64: write_u64(out, ((const uint64_t *)data)[i]); break;
+        case OXS_DT_INT8: write_i64(out, ((const int8_t *)data)[i]); break;
+        case OXS_DT_INT16: write_i64(out, ((const int16_t *)data)[i]); break;
+        case OXS_DT_INT32: write_i64(out, ((const int32_t *)data)[i]); break;
+        case OXS_DT_INT64: write_i64(out, ((const int64_t *)data)[i]); break;
         case OXS_DT_FP16: write_float16(out, false, ((const uint16_t *)data)[i]); break;
         case OXS_DT_FP32: write_fp32(out, ((const float *)data)[i]); break;
         case OXS_DT_FP64: write_fp64(out, ((const double *)data)[i]); break;
@@ -204,7 +202,7 @@ static void write_shape(oxs_buf_t *out, const int64_t *dims, int rank)
     for (int i = 0; i < rank; i++) {
         if (i > 0)
             oxs_buf_putc(out, ',');
-        write_formatted(out, "%" PRId64, dims[i]);
+        write_i64(out, dims[i]);
     }
     oxs_buf_putc(out, ']');
 }
@@ -220,7 +218,7 @@ void oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *response)
     oxs_buf_puts(out, "{\"model_name\":");
     write_cstring(out, oxs_model_name(model));
     oxs_buf_puts(out, ",\"model_version\":\"");
-    write_formatted(out, "%" PRId64, oxs_model_version(model));
+    write_i64(out, oxs_model_version(model));
     oxs_buf_putc(out, '"');
     if (id != NULL && id[0] != '\0') {
         oxs_buf_puts(out, ",\"id\":");
@@ -315,7 +313,7 @@ static void write_metadata_parameters(oxs_buf_t *out, const oxs_model_t *model)
         write_cstring(out, metadata->producer_name);
         oxs_buf_puts(out, ",\"opset\":");
         if (metadata->opset >= 0)
-            write_formatted(out, "%" PRId64, metadata->opset);
+            write_i64(out, metadata->opset);
         else
             oxs_buf_puts(out, "null");
         oxs_buf_puts(out, ",\"graph_name\":");
@@ -325,7 +323,7 @@ static void write_metadata_parameters(oxs_buf_t *out, const oxs_model_t *model)
         oxs_buf_puts(out, ",\"description\":");
         write_cstring(out, metadata->description);
         oxs_buf_puts(out, ",\"model_version\":");
-        write_formatted(out, "%" PRId64, metadata->model_version);
+        write_i64(out, metadata->model_version);
         oxs_buf_puts(out, ",\"metadata\":{");
         for (size_t i = 0; i < metadata->custom_count; i++) {
             if (i > 0)
@@ -348,7 +346,7 @@ void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model)
     oxs_buf_puts(out, "{\"name\":");
     write_cstring(out, oxs_model_name(model));
     oxs_buf_puts(out, ",\"versions\":[\"");
-    write_formatted(out, "%" PRId64, oxs_model_version(model));
+    write_i64(out, oxs_model_version(model));
     oxs_buf_puts(out, "\"],\"platform\":\"onnxruntime_onnx\",\"inputs\":");
     write_tensor_infos(out, model, true);
     oxs_buf_puts(out, ",\"outputs\":");

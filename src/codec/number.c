@@ -296,18 +296,18 @@ oxs__number_status_t oxs__number_parse_f64(const char *text, size_t len, double 
     if (fast_long_double(&scan, &wide) && narrows_once(wide, 11)) {
         value = (double)wide;
         *out = scan.negative ? -value : value;
-        return OXS__NUMBER_OK;
+        return OXS__NUMBER_PARSED;
     }
     if (scan.mantissa == 0) {
         *out = scan.negative ? -0.0 : 0.0;
-        return OXS__NUMBER_OK;
+        return OXS__NUMBER_PARSED;
     }
 
     if (!copy_text(text, len, copy))
         return OXS__NUMBER_INVALID;
     value = strtod(copy, NULL);
     *out = value;
-    return isinf(value) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_OK;
+    return isinf(value) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_PARSED;
 }
 
 oxs__number_status_t oxs__number_parse_f32(const char *text, size_t len, float *out)
@@ -325,18 +325,18 @@ oxs__number_status_t oxs__number_parse_f32(const char *text, size_t len, float *
         narrows_once(wide, 40)) {
         value = (float)wide;
         *out = scan.negative ? -value : value;
-        return OXS__NUMBER_OK;
+        return OXS__NUMBER_PARSED;
     }
     if (scan.mantissa == 0) {
         *out = scan.negative ? -0.0f : 0.0f;
-        return OXS__NUMBER_OK;
+        return OXS__NUMBER_PARSED;
     }
 
     if (!copy_text(text, len, copy))
         return OXS__NUMBER_INVALID;
     value = strtof(copy, NULL);
     *out = value;
-    return isinf(value) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_OK;
+    return isinf(value) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_PARSED;
 }
 
 /* ---- formatting -------------------------------------------------------------------------- */
@@ -686,12 +686,12 @@ static oxs__number_status_t parse_with_libc(const char *text, size_t len, double
         *wide = strtod(copy, &end);
         if (end != copy + len)
             return OXS__NUMBER_INVALID;
-        return isinf(*wide) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_OK;
+        return isinf(*wide) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_PARSED;
     }
     *narrow = strtof(copy, &end);
     if (end != copy + len)
         return OXS__NUMBER_INVALID;
-    return isinf(*narrow) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_OK;
+    return isinf(*narrow) ? OXS__NUMBER_OVERFLOW : OXS__NUMBER_PARSED;
 }
 
 oxs__number_status_t oxs__number_parse_f64(const char *text, size_t len, double *out)

@@ -14,12 +14,12 @@
 #define OXS__NUMBER_TEXT_MAX 32
 
 typedef enum oxs__number_status {
-    OXS__NUMBER_OK = 0,
+    OXS__NUMBER_PARSED = 0,
     /* The text is not a JSON number. *out is left alone. */
     OXS__NUMBER_INVALID,
     /* The value rounds beyond the largest finite value: *out is a signed infinity, as from
      * strtof/strtod with ERANGE. Values that round below the smallest subnormal become a signed
-     * zero and return OXS__NUMBER_OK. */
+     * zero and return OXS__NUMBER_PARSED. */
     OXS__NUMBER_OVERFLOW,
 } oxs__number_status_t;
 
