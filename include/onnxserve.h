@@ -280,13 +280,29 @@ const char *oxs_request_id(const oxs_request_t *request);
  * Returns NULL when out of memory. The memory comes from the request's arena and is freed with it. */
 void *oxs_request_scratch(oxs_request_t *request, size_t len);
 
-/* Adds an input tensor and returns its buffer (byte_size bytes, from a pool, 64-byte aligned,
- * uninitialized) for the caller to fill before submit. The name, datatype and shape are checked
- * against the model's input. On error the message names the input, the value and what was
- * expected. */
+/* Adds an input tensor of a fixed-size datatype (not BYTES) and returns its buffer (byte_size
+ * bytes, from a pool, 64-byte aligned, uninitialized) for the caller to fill before submit.
+ * The name, datatype and shape are checked against the model's input. On error the message
+ * names the input, the value and what was expected. */
 oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
                                    oxs_datatype_t datatype, const int64_t *shape, int rank,
                                    void **data, size_t *byte_size, char *error, size_t error_size);
+
+/* Adds a BYTES input (an ONNX string tensor) and returns a buffer of data_size bytes for the
+ * caller to fill with the elements in row-major order, each a 4-byte little-endian length and
+ * then that many bytes, as the KServe v2 binary extension lays them out. The name and shape are
+ * checked here; oxs_request_submit checks that the elements fill data_size exactly and that
+ * their number matches the shape. Elements may hold any bytes, NUL included. */
+oxs_status_t oxs_request_add_bytes_input(oxs_request_t *request, const char *name,
+                                         size_t name_len, const int64_t *shape, int rank,
+                                         size_t data_size, void **data, char *error,
+                                         size_t error_size);
+
+/* Checks that data (size bytes) holds exactly count length-prefixed BYTES elements. On
+ * OXS_ERR_INVALID_ARGUMENT, *bad_element is the first element that does not fit (count when
+ * bytes are left over) and *bad_offset where it starts. Any thread. */
+oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t *bad_element,
+                             size_t *bad_offset);
 
 /* Returns the number of inputs added so far. */
 size_t oxs_request_input_count(const oxs_request_t *request);
@@ -311,7 +327,9 @@ oxs_status_t oxs_response_status(const oxs_response_t *response);
 const char *oxs_response_error(const oxs_response_t *response);
 oxs_request_t *oxs_response_request(const oxs_response_t *response);
 
-/* One output tensor of a response. data stays valid until oxs_response_destroy. */
+/* One output tensor of a response. data stays valid until oxs_response_destroy. For BYTES,
+ * data holds element_count length-prefixed elements (see oxs_request_add_bytes_input) and
+ * byte_size is their total size. */
 typedef struct oxs_tensor_view {
     const char *name;
     oxs_datatype_t datatype;

@@ -214,6 +214,8 @@ static ONNXTensorElementDataType onnx_from_datatype(oxs_datatype_t datatype)
         return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
     case OXS_DT_BF16:
         return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
+    case OXS_DT_BYTES:
+        return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
     default:
         return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
     }
@@ -572,6 +574,66 @@ static oxs_status_t status_from_ort(OrtErrorCode code)
     }
 }
 
+/* Creates an ONNX string tensor from a BYTES input's checked length-prefixed elements. */
+static OrtStatus *create_string_tensor(const oxs__input_t *input, OrtValue **out)
+{
+    OrtAllocator *allocator = NULL;
+    OrtStatus *status = ort_api->GetAllocatorWithDefaultOptions(&allocator);
+    if (status == NULL)
+        status = ort_api->CreateTensorAsOrtValue(allocator, input->shape, (size_t)input->rank,
+                                                 ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING, out);
+    const unsigned char *bytes = input->data;
+    size_t at = 0;
+    for (size_t i = 0; status == NULL && i < input->element_count; i++) {
+        uint32_t len = (uint32_t)bytes[at] | (uint32_t)bytes[at + 1] << 8 |
+                       (uint32_t)bytes[at + 2] << 16 | (uint32_t)bytes[at + 3] << 24;
+        at += 4;
+        char *element = NULL;
+        status = ort_api->GetResizedStringTensorElementBuffer(*out, i, len, &element);
+        if (status == NULL && len > 0)
+            memcpy(element, bytes + at, len);
+        at += len;
+    }
+    return status;
+}
+
+/* Writes a string tensor's count elements into request scratch memory as length-prefixed
+ * elements, the layout of BYTES views. */
+static OrtStatus *read_string_tensor(oxs_request_t *request, const OrtValue *value, size_t count,
+                                     oxs_tensor_view_t *view, bool *out_of_memory)
+{
+    size_t total = 0;
+    OrtStatus *status = ort_api->GetStringTensorDataLength(value, &total);
+    if (status != NULL)
+        return status;
+    *out_of_memory = count > (SIZE_MAX - total) / 4;
+    unsigned char *data = *out_of_memory ? NULL
+                                         : oxs__arena_alloc(&request->arena, total + 4 * count + 1);
+    if (data == NULL) {
+        *out_of_memory = true;
+        return NULL;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t len = 0;
+        if ((status = ort_api->GetStringTensorElementLength(value, i, &len)) != NULL)
+            return status;
+        if (len > UINT32_MAX || len + 4 > total + 4 * count - at) {
+            *out_of_memory = true;
+            return NULL;
+        }
+        for (int b = 0; b < 4; b++)
+            data[at + (size_t)b] = (unsigned char)(len >> (8 * b));
+        at += 4;
+        if (len > 0 && (status = ort_api->GetStringTensorElement(value, len, i, data + at)) != NULL)
+            return status;
+        at += len;
+    }
+    view->data = data;
+    view->byte_size = at;
+    return NULL;
+}
+
 void oxs__session_run(oxs_request_t *request)
 {
     oxs_model_t *model = request->model;
@@ -595,6 +657,12 @@ void oxs__session_run(oxs_request_t *request)
     for (size_t i = 0; i < input_count; i++) {
         oxs__input_t *input = &request->inputs[i];
         input_names[i] = model->input_names[input->index];
+        if (input->datatype == OXS_DT_BYTES) {
+            status = create_string_tensor(input, &input_values[i]);
+            if (status != NULL)
+                break;
+            continue;
+        }
         status = ort_api->CreateTensorWithDataAsOrtValue(
             ort_cpu_info, input->data, input->byte_size, input->shape, (size_t)input->rank,
             onnx_from_datatype(input->datatype), &input_values[i]);
@@ -660,22 +728,34 @@ void oxs__session_run(oxs_request_t *request)
             return;
         }
         oxs_datatype_t datatype = datatype_from_onnx(element);
-        if (datatype == OXS_DT_INVALID || datatype == OXS_DT_BYTES) {
+        if (datatype == OXS_DT_INVALID) {
             fail_response(request, OXS_ERR_UNSUPPORTED,
                           "model \"%s\": output \"%s\" has an element type that is not "
                           "supported yet",
                           model->name, model->output_names[output->index]);
             return;
         }
-        if (count > 0 && (status = ort_api->GetTensorMutableData(value, &data)) != NULL)
-            break;
-
         output->view.name = model->output_names[output->index];
         output->view.datatype = datatype;
         output->view.rank = (int)rank;
         output->view.shape = output->shape;
-        output->view.data = data;
         output->view.element_count = count;
+        if (datatype == OXS_DT_BYTES) {
+            bool out_of_memory = false;
+            if ((status = read_string_tensor(request, value, count, &output->view,
+                                             &out_of_memory)) != NULL)
+                break;
+            if (out_of_memory) {
+                fail_response(request, OXS_ERR_OUT_OF_MEMORY,
+                              "model \"%s\": out of memory for output \"%s\"", model->name,
+                              output->view.name);
+                return;
+            }
+            continue;
+        }
+        if (count > 0 && (status = ort_api->GetTensorMutableData(value, &data)) != NULL)
+            break;
+        output->view.data = data;
         output->view.byte_size = count * oxs_datatype_size(datatype);
     }
 

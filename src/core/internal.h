@@ -122,8 +122,9 @@ typedef struct oxs__input {
     oxs_datatype_t datatype;
     int rank;
     int64_t shape[OXS_MAX_DIMS];
-    void *data; /* from the pool */
+    void *data; /* from the pool; BYTES: length-prefixed elements */
     size_t byte_size;
+    size_t element_count;
 } oxs__input_t;
 
 typedef struct oxs__output {

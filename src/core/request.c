@@ -2,6 +2,7 @@
  * Requests and responses: input validation against the model, pooled tensor buffers and the
  * per-request arena. A response is embedded in its request, so one destroy frees both.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,14 +110,14 @@ static void list_names(char *text, size_t size, const oxs__io_t *ios, size_t cou
     }
 }
 
-oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
-                                   oxs_datatype_t datatype, const int64_t *shape, int rank,
-                                   void **data, size_t *byte_size, char *error, size_t error_size)
+/* Checks an input's name, datatype and shape against the model. On success *index is the model
+ * input and *count its element count. */
+static oxs_status_t check_input(oxs_request_t *request, const char *name, size_t name_len,
+                                oxs_datatype_t datatype, const int64_t *shape, int rank,
+                                int *index_out, size_t *count_out, char *error, size_t error_size)
 {
     const oxs_model_t *model = request->model;
     char got[256], expected[256];
-    *data = NULL;
-    *byte_size = 0;
 
     int index = oxs_model_find_input(model, name, name_len);
     if (index < 0) {
@@ -142,10 +143,6 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "input \"%s\": datatype %s, the model expects %s", input_name,
                          oxs_datatype_name(datatype), oxs_datatype_name(io->info.datatype));
-    if (oxs_datatype_size(datatype) == 0)
-        return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
-                         "input \"%s\": datatype %s is not supported yet", input_name,
-                         oxs_datatype_name(datatype));
 
     if (rank < 0 || rank > OXS_MAX_DIMS)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
@@ -175,19 +172,21 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
                              "input \"%s\": shape %s has too many elements", input_name, got);
         count *= (size_t)shape[i];
     }
-    size_t element_size = oxs_datatype_size(datatype);
-    size_t max_bytes = request->server->options.max_tensor_bytes;
-    if (count > max_bytes / element_size)
-        return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
-                         "input \"%s\": shape %s needs more than the %zu bytes allowed for one "
-                         "tensor",
-                         input_name, got, max_bytes);
+    *index_out = index;
+    *count_out = count;
+    return OXS_OK;
+}
 
-    size_t bytes = count * element_size;
+/* Takes a pooled buffer of bytes for the checked input and records it in the request. */
+static oxs_status_t attach_input(oxs_request_t *request, int index, oxs_datatype_t datatype,
+                                 const int64_t *shape, int rank, size_t count, size_t bytes,
+                                 void **data, size_t *byte_size, char *error, size_t error_size)
+{
     void *buffer = oxs__pool_get(request->server->pool, bytes ? bytes : 1);
     if (buffer == NULL)
         return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size,
-                         "input \"%s\": out of memory for %zu bytes", input_name, bytes);
+                         "input \"%s\": out of memory for %zu bytes",
+                         request->model->inputs[index].info.name, bytes);
 
     oxs__input_t *input = &request->inputs[request->input_count++];
     input->index = index;
@@ -197,9 +196,118 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
         memcpy(input->shape, shape, (size_t)rank * sizeof(*shape));
     input->data = buffer;
     input->byte_size = bytes;
+    input->element_count = count;
     *data = buffer;
     *byte_size = bytes;
     return OXS_OK;
+}
+
+/* Writes the shape of a checked input as text for a size message. */
+static oxs_status_t fail_too_large(const oxs_request_t *request, int index, const int64_t *shape,
+                                   int rank, char *error, size_t error_size)
+{
+    char got[256];
+    format_dims(got, sizeof(got), shape, rank);
+    return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
+                     "input \"%s\": shape %s needs more than the %zu bytes allowed for one tensor",
+                     request->model->inputs[index].info.name, got,
+                     request->server->options.max_tensor_bytes);
+}
+
+oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
+                                   oxs_datatype_t datatype, const int64_t *shape, int rank,
+                                   void **data, size_t *byte_size, char *error, size_t error_size)
+{
+    *data = NULL;
+    *byte_size = 0;
+    int index = -1;
+    size_t count = 0;
+    oxs_status_t status = check_input(request, name, name_len, datatype, shape, rank, &index,
+                                      &count, error, error_size);
+    if (status != OXS_OK)
+        return status;
+    if (datatype == OXS_DT_BYTES)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": BYTES inputs are added with oxs_request_add_bytes_input",
+                         request->model->inputs[index].info.name);
+
+    size_t element_size = oxs_datatype_size(datatype);
+    if (count > request->server->options.max_tensor_bytes / element_size)
+        return fail_too_large(request, index, shape, rank, error, error_size);
+    return attach_input(request, index, datatype, shape, rank, count, count * element_size, data,
+                        byte_size, error, error_size);
+}
+
+oxs_status_t oxs_request_add_bytes_input(oxs_request_t *request, const char *name,
+                                         size_t name_len, const int64_t *shape, int rank,
+                                         size_t data_size, void **data, char *error,
+                                         size_t error_size)
+{
+    *data = NULL;
+    int index = -1;
+    size_t count = 0;
+    oxs_status_t status = check_input(request, name, name_len, OXS_DT_BYTES, shape, rank,
+                                      &index, &count, error, error_size);
+    if (status != OXS_OK)
+        return status;
+    if (data_size > request->server->options.max_tensor_bytes)
+        return fail_too_large(request, index, shape, rank, error, error_size);
+    size_t byte_size = 0;
+    return attach_input(request, index, OXS_DT_BYTES, shape, rank, count, data_size, data,
+                        &byte_size, error, error_size);
+}
+
+oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t *bad_element,
+                             size_t *bad_offset)
+{
+    const unsigned char *bytes = data;
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        *bad_element = i;
+        *bad_offset = at;
+        if (size - at < 4)
+            return OXS_ERR_INVALID_ARGUMENT;
+        uint32_t len = (uint32_t)bytes[at] | (uint32_t)bytes[at + 1] << 8 |
+                       (uint32_t)bytes[at + 2] << 16 | (uint32_t)bytes[at + 3] << 24;
+        at += 4;
+        if (len > size - at)
+            return OXS_ERR_INVALID_ARGUMENT;
+        at += len;
+    }
+    *bad_element = count;
+    *bad_offset = at;
+    return at == size ? OXS_OK : OXS_ERR_INVALID_ARGUMENT;
+}
+
+/* Checks that a BYTES input's buffer holds exactly its element count of length-prefixed
+ * elements. */
+static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__input_t *input,
+                                      char *error, size_t error_size)
+{
+    const char *name = request->model->inputs[input->index].info.name;
+    size_t element = 0, offset = 0;
+    if (oxs_bytes_check(input->data, input->byte_size, input->element_count, &element,
+                        &offset) == OXS_OK)
+        return OXS_OK;
+
+    const unsigned char *bytes = input->data;
+    size_t left = input->byte_size - offset;
+    if (element == input->element_count)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": BYTES data has %zu bytes, but its %zu elements end "
+                         "after %zu",
+                         name, input->byte_size, input->element_count, offset);
+    if (left < 4)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": BYTES data has %zu bytes and ends inside the length of "
+                         "element %zu, the shape needs %zu elements",
+                         name, input->byte_size, element, input->element_count);
+    uint32_t len = (uint32_t)bytes[offset] | (uint32_t)bytes[offset + 1] << 8 |
+                   (uint32_t)bytes[offset + 2] << 16 | (uint32_t)bytes[offset + 3] << 24;
+    return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                     "input \"%s\": BYTES element %zu declares %" PRIu32 " bytes, but only %zu "
+                     "remain",
+                     name, element, len, left - 4);
 }
 
 oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, size_t name_len,
@@ -235,6 +343,14 @@ oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback
 
     if (callback == NULL)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size, "callback is required");
+    for (size_t i = 0; i < request->input_count; i++) {
+        if (request->inputs[i].datatype == OXS_DT_BYTES) {
+            oxs_status_t status = check_bytes_input(request, &request->inputs[i], error,
+                                                    error_size);
+            if (status != OXS_OK)
+                return status;
+        }
+    }
     if (request->input_count != model->input_count) {
         for (size_t i = 0; i < model->input_count; i++) {
             bool present = false;
