@@ -96,12 +96,13 @@ int main(int argc, char **argv)
         return 1;
 
     /* Decode: the codec into a pooled tensor buffer, against strtof over the same texts. */
+    oxs_json_reply_t *reply = NULL;
     for (int r = 0; r < rounds; r++) {
         oxs_request_t *request = NULL;
         oxs_request_create(server, model, &request);
         double started = now_seconds();
-        oxs_status_t status = oxs_json_decode_infer(request, body.data, body_len, error,
-                                                    sizeof(error));
+        oxs_status_t status = oxs_json_decode_infer(request, body.data, body_len, body_len,
+                                                    &reply, error, sizeof(error));
         samples[r] = now_seconds() - started;
         oxs_request_destroy(request);
         if (status != OXS_OK) {
@@ -128,7 +129,7 @@ int main(int argc, char **argv)
     waiter_t waiter = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL};
     oxs_request_t *request = NULL;
     oxs_request_create(server, model, &request);
-    oxs_json_decode_infer(request, body.data, body_len, error, sizeof(error));
+    oxs_json_decode_infer(request, body.data, body_len, body_len, &reply, error, sizeof(error));
     if (oxs_request_submit(request, on_complete, &waiter, error, sizeof(error)) != OXS_OK) {
         fprintf(stderr, "bench_json_codec: submit failed: %s\n", error);
         return 1;
@@ -143,7 +144,8 @@ int main(int argc, char **argv)
     for (int r = 0; r < rounds; r++) {
         oxs_buf_reset(&out);
         double started = now_seconds();
-        oxs_json_encode_infer(&out, waiter.response);
+        size_t json_len = 0;
+        oxs_json_encode_infer(&out, waiter.response, NULL, &json_len, error, sizeof(error));
         samples[r] = now_seconds() - started;
     }
     double encode = median(samples, rounds);

@@ -97,6 +97,7 @@ bool oxs__json_datatype_supported(oxs_datatype_t datatype)
     case OXS_DT_FP32:
     case OXS_DT_FP64:
     case OXS_DT_BF16:
+    case OXS_DT_BYTES:
         return true;
     default:
         return false;
@@ -390,6 +391,57 @@ static oxs__number_result_t convert_float(oxs_datatype_t datatype, const char *t
     case OXS__NUMBER_OVERFLOW: return OXS__NUMBER_OUT_OF_RANGE;
     default: return OXS__NUMBER_NOT_INTEGER; /* unreachable: yajl checked the number syntax */
     }
+}
+
+size_t oxs__utf8_sequence_length(const unsigned char *text, size_t len)
+{
+    unsigned char lead = text[0];
+    size_t need;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;
+
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        need = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        need = 3;
+        if (lead == 0xE0)
+            low = 0xA0;
+        else if (lead == 0xED)
+            high = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        need = 4;
+        if (lead == 0xF0)
+            low = 0x90;
+        else if (lead == 0xF4)
+            high = 0x8F;
+    } else {
+        return 0;
+    }
+
+    if (len < need || text[1] < low || text[1] > high)
+        return 0;
+    for (size_t i = 2; i < need; i++) {
+        if ((text[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    return need;
+}
+
+size_t oxs__utf8_check(const char *text, size_t len)
+{
+    const unsigned char *bytes = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        if (bytes[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = oxs__utf8_sequence_length(bytes + i, len - i);
+        if (n == 0)
+            return i;
+        i += n;
+    }
+    return len;
 }
 
 bool oxs__json_convert_special(oxs_datatype_t datatype, const char *text, size_t len,

@@ -30,6 +30,8 @@ typedef enum where {
     WHERE_OUTPUTS,      /* in "outputs", before an output object */
     WHERE_OUTPUT,       /* in an output object, before a key */
     WHERE_OUTPUT_VALUE, /* before the value of an output key */
+    WHERE_PARAMS,       /* in a "parameters" object, before a key */
+    WHERE_PARAM_VALUE,  /* before the value of a parameter */
     WHERE_END,          /* after the top-level object */
 } where_t;
 
@@ -44,9 +46,24 @@ typedef enum input_key {
 } input_key_t;
 typedef enum output_key { OUTPUT_NAME, OUTPUT_PARAMETERS, OUTPUT_OTHER } output_key_t;
 
+/* The object a "parameters" object belongs to. */
+typedef enum params_owner { OWNER_ROOT, OWNER_INPUT, OWNER_OUTPUT } params_owner_t;
+
+/* The parameters the decoder reads; others are ignored. Each owner accepts one of them. */
+typedef enum param_key {
+    PARAM_BINARY_DATA_OUTPUT, /* root: every output as binary data */
+    PARAM_BINARY_DATA_SIZE,   /* input: its data follows the JSON, this many bytes */
+    PARAM_BINARY_DATA,        /* output: this output as binary data */
+    PARAM_CLASSIFICATION,     /* output: the classification extension, not supported */
+    PARAM_OTHER,
+} param_key_t;
+
 static const char *const root_keys[] = {"id", "parameters", "inputs", "outputs"};
 static const char *const input_keys[] = {"name", "shape", "datatype", "data", "parameters"};
 static const char *const output_keys[] = {"name", "parameters"};
+static const char *const param_keys[] = {"binary_data_output", "binary_data_size", "binary_data",
+                                         "classification"};
+static const char *const owner_names[] = {"", "inputs", "outputs"};
 
 /* The kind of one JSON value or event, also the kind of a recorded data token. */
 typedef enum value_kind {
@@ -95,6 +112,9 @@ typedef struct input_state {
     data_layout_t layout;
     int64_t items[OXS_MAX_DIMS + 1]; /* items seen so far in the open array at each depth */
 
+    size_t write_at; /* BYTES: bytes of the buffer written */
+    int64_t binary_size; /* parameters.binary_data_size, or -1 */
+
     /* Data recorded while the tensor cannot start yet. */
     data_token_t *tokens;
     size_t token_count;
@@ -128,6 +148,17 @@ typedef struct decoder {
     output_key_t output_key;
     unsigned output_keys_seen;
     bool output_has_name;
+    int output_index; /* model output of the current output object, -1 until named */
+    int output_binary; /* its parameters.binary_data: -1 unset, 0 or 1 */
+
+    params_owner_t params_owner;
+    param_key_t param_key;
+    unsigned params_seen;
+
+    const char *binary; /* bytes after the JSON header */
+    size_t binary_len;
+    size_t binary_used;  /* taken by inputs so far */
+    oxs_json_reply_t *reply;
 } decoder_t;
 
 /* ---- errors ---------------------------------------------------------------------------------- */
@@ -221,6 +252,9 @@ static void value_done(decoder_t *d)
         break;
     case WHERE_OUTPUT_VALUE:
         d->where = WHERE_OUTPUT;
+        break;
+    case WHERE_PARAM_VALUE:
+        d->where = WHERE_PARAMS;
         break;
     default:
         break;
@@ -359,9 +393,21 @@ static int start_tensor(decoder_t *d)
 {
     input_state_t *in = &d->in;
     size_t byte_size = 0;
-    oxs_status_t status = oxs_request_add_input(d->request, in->name, in->name_len, in->datatype,
-                                                in->shape, in->rank, &in->buffer, &byte_size,
-                                                d->msg.text, d->msg.size);
+    oxs_status_t status;
+    if (in->datatype == OXS_DT_BYTES) {
+        /* Recorded strings give the size: a 4-byte length and the bytes of each. */
+        byte_size = 0;
+        for (size_t i = 0; i < in->token_count; i++)
+            if (in->tokens[i].kind == VALUE_STRING)
+                byte_size += 4 + (size_t)in->tokens[i].len;
+        status = oxs_request_add_bytes_input(d->request, in->name, in->name_len, in->shape,
+                                             in->rank, byte_size, &in->buffer, d->msg.text,
+                                             d->msg.size);
+    } else {
+        status = oxs_request_add_input(d->request, in->name, in->name_len, in->datatype,
+                                       in->shape, in->rank, &in->buffer, &byte_size, d->msg.text,
+                                       d->msg.size);
+    }
     if (status != OXS_OK) {
         d->status = status; /* the core wrote the message */
         return 0;
@@ -369,7 +415,8 @@ static int start_tensor(decoder_t *d)
 
     int64_t count = 0;
     if (!oxs__json_shape_elements(in->shape, in->rank, &count) ||
-        (uint64_t)count > byte_size / oxs_datatype_size(in->datatype))
+        (in->datatype != OXS_DT_BYTES &&
+         (uint64_t)count > byte_size / oxs_datatype_size(in->datatype)))
         return fail(d, OXS_ERR_INTERNAL, "input \"%s\": the tensor buffer has %zu bytes, too small for its shape",
                     in->name, byte_size);
     in->count = (size_t)count;
@@ -426,6 +473,8 @@ static int fail_value_type(decoder_t *d, value_kind_t kind, const char *text, si
         oxs__msg_printf(msg, ": expected a number or true/false");
     else if (in->datatype == OXS_DT_BOOL)
         oxs__msg_printf(msg, " for BOOL: expected true or false");
+    else if (in->datatype == OXS_DT_BYTES)
+        oxs__msg_printf(msg, " for BYTES: expected a string");
     else if (oxs__json_datatype_is_float(in->datatype))
         oxs__msg_printf(msg, " for %s: expected a number or one of the strings \"NaN\", "
                         "\"Infinity\", \"-Infinity\"", oxs_datatype_name(in->datatype));
@@ -444,6 +493,19 @@ static int store_value(decoder_t *d, value_kind_t kind, const char *text, size_t
         if (!is_bool)
             return fail_value_type(d, kind, text, len, in->index);
         ((uint8_t *)in->buffer)[in->index++] = kind == VALUE_TRUE;
+        return 1;
+    }
+    if (in->datatype == OXS_DT_BYTES) {
+        if (kind != VALUE_STRING)
+            return fail_value_type(d, kind, text, len, in->index);
+        /* start_tensor sized the buffer from these same strings. */
+        unsigned char *at = (unsigned char *)in->buffer + in->write_at;
+        for (int b = 0; b < 4; b++)
+            at[b] = (unsigned char)(len >> (8 * b));
+        if (len > 0)
+            memcpy(at + 4, text, len);
+        in->write_at += 4 + len;
+        in->index++;
         return 1;
     }
     if (kind == VALUE_STRING &&
@@ -577,10 +639,11 @@ static int apply_event(decoder_t *d, value_kind_t kind, const char *text, size_t
 static int record_event(decoder_t *d, value_kind_t kind, const char *text, size_t len)
 {
     input_state_t *in = &d->in;
-    /* A string may still be "NaN" or "Infinity" for a float datatype that comes later. */
-    bool float_possible =
-        in->datatype == OXS_DT_INVALID || oxs__json_datatype_is_float(in->datatype);
-    if ((kind == VALUE_STRING && !float_possible) || kind == VALUE_NULL || kind == VALUE_OBJECT)
+    /* A string may still be "NaN" or "Infinity" for a float datatype that comes later, or an
+     * element of BYTES. */
+    bool string_possible = in->datatype == OXS_DT_INVALID || in->datatype == OXS_DT_BYTES ||
+                           oxs__json_datatype_is_float(in->datatype);
+    if ((kind == VALUE_STRING && !string_possible) || kind == VALUE_NULL || kind == VALUE_OBJECT)
         return fail_value_type(d, kind, text, len, in->value_count);
     if (len > UINT32_MAX)
         return fail(d, OXS_ERR_INVALID_ARGUMENT,
@@ -636,8 +699,9 @@ static int on_data_event(decoder_t *d, value_kind_t kind, const char *text, size
 static int on_data_start(decoder_t *d)
 {
     input_state_t *in = &d->in;
-    if (in->name != NULL && in->datatype != OXS_DT_INVALID && in->shape_done &&
-        !start_tensor(d))
+    /* BYTES data is recorded first: its buffer size is the sum of the strings' lengths. */
+    if (in->name != NULL && in->datatype != OXS_DT_INVALID && in->datatype != OXS_DT_BYTES &&
+        in->shape_done && !start_tensor(d))
         return 0;
     d->where = WHERE_DATA;
     return on_data_event(d, VALUE_ARRAY, NULL, 0);
@@ -655,12 +719,64 @@ static int replay_tokens(decoder_t *d)
     return 1;
 }
 
+/* Fills a binary input from the bytes after the JSON header, in the order inputs appear. */
+static int take_binary_input(decoder_t *d)
+{
+    input_state_t *in = &d->in;
+    size_t size = (size_t)in->binary_size;
+    size_t left = d->binary_len - d->binary_used;
+    if ((uint64_t)in->binary_size > left)
+        return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                    "input \"%s\": parameters.binary_data_size is %" PRId64 ", but only %zu "
+                    "bytes of binary data remain after the JSON header and earlier inputs",
+                    in->name, in->binary_size, left);
+
+    const char *source = d->binary + d->binary_used;
+    size_t byte_size = 0;
+    oxs_status_t status;
+    if (in->datatype == OXS_DT_BYTES) {
+        status = oxs_request_add_bytes_input(d->request, in->name, in->name_len, in->shape,
+                                             in->rank, size, &in->buffer, d->msg.text,
+                                             d->msg.size);
+        byte_size = size;
+    } else {
+        status = oxs_request_add_input(d->request, in->name, in->name_len, in->datatype,
+                                       in->shape, in->rank, &in->buffer, &byte_size, d->msg.text,
+                                       d->msg.size);
+    }
+    if (status != OXS_OK) {
+        d->status = status; /* the core wrote the message */
+        return 0;
+    }
+    if (byte_size != size) {
+        oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
+        oxs__msg_printf(msg, "input \"%s\": parameters.binary_data_size is %zu, but shape ",
+                        in->name, size);
+        oxs__msg_shape(msg, in->shape, in->rank);
+        oxs__msg_printf(msg, " of %s needs %zu bytes", oxs_datatype_name(in->datatype),
+                        byte_size);
+        return 0;
+    }
+    if (size > 0)
+        memcpy(in->buffer, source, size);
+    d->binary_used += size;
+    return 1;
+}
+
 static int on_input_end(decoder_t *d)
 {
     input_state_t *in = &d->in;
     static const char *const required[] = {"name", "datatype", "shape", "data"};
+    bool has_data = (in->keys_seen & (1u << INPUT_DATA)) != 0;
+    if (has_data && in->binary_size >= 0) {
+        char label[128];
+        input_label(d, label, sizeof(label));
+        return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                    "%s: has both \"data\" and parameters.binary_data_size, expected one of them",
+                    label);
+    }
     bool present[] = {in->name != NULL, in->datatype != OXS_DT_INVALID, in->shape_done,
-                      (in->keys_seen & (1u << INPUT_DATA)) != 0};
+                      has_data || in->binary_size >= 0};
     for (size_t i = 0; i < sizeof(present) / sizeof(present[0]); i++) {
         if (!present[i]) {
             char label[128];
@@ -669,8 +785,12 @@ static int on_input_end(decoder_t *d)
         }
     }
 
-    if (!in->tensor_started && (!start_tensor(d) || !replay_tokens(d)))
+    if (in->binary_size >= 0) {
+        if (!take_binary_input(d))
+            return 0;
+    } else if (!in->tensor_started && (!start_tensor(d) || !replay_tokens(d))) {
         return 0;
+    }
     d->where = WHERE_INPUTS;
     return 1;
 }
@@ -696,6 +816,7 @@ static int on_output_name(decoder_t *d, const char *text, size_t len)
                     position, oxs_model_output(d->model, (size_t)index)->name);
     d->output_requested[index] = true;
     d->output_has_name = true;
+    d->output_index = index;
 
     oxs_status_t status =
         oxs_request_add_output(d->request, text, len, d->msg.text, d->msg.size);
@@ -704,6 +825,95 @@ static int on_output_name(decoder_t *d, const char *text, size_t len)
         return 0;
     }
     return 1;
+}
+
+/* ---- parameters ------------------------------------------------------------------------------ */
+
+/* Writes the JSON path of the parameter being read, as outputs[2].parameters.binary_data. */
+static void param_path(const decoder_t *d, char *out, size_t size)
+{
+    size_t position = d->params_owner == OWNER_INPUT ? d->in.position : d->output_total - 1;
+    int n = d->params_owner == OWNER_ROOT
+                ? snprintf(out, size, "parameters")
+                : snprintf(out, size, "%s[%zu].parameters", owner_names[d->params_owner],
+                           position);
+    if (n >= 0 && (size_t)n < size && d->param_key < PARAM_OTHER)
+        snprintf(out + n, size - (size_t)n, ".%s", param_keys[d->param_key]);
+}
+
+static void enter_params(decoder_t *d, params_owner_t owner)
+{
+    d->params_owner = owner;
+    d->params_seen = 0;
+    d->where = WHERE_PARAMS;
+}
+
+static void leave_params(decoder_t *d)
+{
+    static const where_t back[] = {WHERE_ROOT, WHERE_INPUT, WHERE_OUTPUT};
+    d->where = back[d->params_owner];
+}
+
+static int on_param_key(decoder_t *d, const unsigned char *key, size_t len)
+{
+    /* Only the owner's own parameter is read; the others are ignored like unknown keys. */
+    static const param_key_t owned[] = {PARAM_BINARY_DATA_OUTPUT, PARAM_BINARY_DATA_SIZE,
+                                        PARAM_BINARY_DATA};
+    param_key_t found = (param_key_t)find_key(param_keys, PARAM_OTHER, key, len);
+    bool read = found == owned[d->params_owner] ||
+                (found == PARAM_CLASSIFICATION && d->params_owner == OWNER_OUTPUT);
+    d->param_key = read ? found : PARAM_OTHER;
+    d->where = WHERE_PARAM_VALUE;
+    if (read && (d->params_seen & (1u << found)) != 0) {
+        char path[96];
+        param_path(d, path, sizeof(path));
+        return fail(d, OXS_ERR_INVALID_ARGUMENT, "%s: duplicate key", path);
+    }
+    if (read)
+        d->params_seen |= 1u << found;
+    return 1;
+}
+
+static int on_param_scalar(decoder_t *d, value_kind_t kind, const char *text, size_t len)
+{
+    char path[96];
+    param_path(d, path, sizeof(path));
+    value_done(d);
+    bool is_bool = kind == VALUE_TRUE || kind == VALUE_FALSE;
+    switch (d->param_key) {
+    case PARAM_BINARY_DATA_OUTPUT:
+        if (!is_bool)
+            return fail_type_value(d, path, "true or false", kind, text, len);
+        d->reply->binary_all = kind == VALUE_TRUE;
+        return 1;
+    case PARAM_BINARY_DATA:
+        if (!is_bool)
+            return fail_type_value(d, path, "true or false", kind, text, len);
+        d->output_binary = kind == VALUE_TRUE;
+        return 1;
+    case PARAM_BINARY_DATA_SIZE: {
+        int64_t size = 0;
+        const char *problem = kind == VALUE_NUMBER ? oxs__json_parse_dim(text, len, &size)
+                                                   : "is not a number";
+        if (problem != NULL) {
+            oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
+            oxs__msg_printf(msg, "%s: value ", path);
+            oxs__msg_value(msg, text, len);
+            oxs__msg_printf(msg, " %s, expected a byte count in [0, %" PRId64 "]", problem,
+                            INT64_MAX);
+            return 0;
+        }
+        d->in.binary_size = size;
+        return 1;
+    }
+    case PARAM_CLASSIFICATION:
+        return fail(d, OXS_ERR_UNSUPPORTED,
+                    "%s: the classification extension is not supported; request the output "
+                    "without it",
+                    path);
+    default:
+        return 1;
+    }
 }
 
 /* ---- yajl callbacks ------------------------------------------------------------------------------ */
@@ -756,6 +966,8 @@ static int on_scalar(decoder_t *d, value_kind_t kind, const char *text, size_t l
         return fail_type_value(d, field, "a non-negative integer", kind, text, len);
     case WHERE_DATA:
         return on_data_event(d, kind, text, len);
+    case WHERE_PARAM_VALUE:
+        return on_param_scalar(d, kind, text, len);
     case WHERE_OUTPUTS:
         snprintf(field, sizeof(field), "outputs[%zu]", d->output_total);
         return fail_type(d, field, "an object", kind);
@@ -788,7 +1000,7 @@ static int on_root_start(decoder_t *d, value_kind_t kind)
     case ROOT_PARAMETERS:
         if (kind != VALUE_OBJECT)
             return fail_type(d, "parameters", "an object", kind);
-        skip_value(d);
+        enter_params(d, OWNER_ROOT);
         return 1;
     case ROOT_INPUTS:
         if (kind != VALUE_ARRAY)
@@ -827,7 +1039,7 @@ static int on_input_start(decoder_t *d, value_kind_t kind)
     case INPUT_PARAMETERS:
         if (kind != VALUE_OBJECT)
             return fail_type(d, field, "an object", kind);
-        skip_value(d);
+        enter_params(d, OWNER_INPUT);
         return 1;
     default:
         skip_value(d);
@@ -855,6 +1067,7 @@ static int on_start(decoder_t *d, value_kind_t kind)
         d->in.position = d->input_total++;
         d->in.model_index = -1;
         d->in.datatype = OXS_DT_INVALID;
+        d->in.binary_size = -1;
         d->where = WHERE_INPUT;
         return 1;
     case WHERE_INPUT_VALUE:
@@ -872,6 +1085,8 @@ static int on_start(decoder_t *d, value_kind_t kind)
         d->output_total++;
         d->output_keys_seen = 0;
         d->output_has_name = false;
+        d->output_index = -1;
+        d->output_binary = -1;
         d->where = WHERE_OUTPUT;
         return 1;
     case WHERE_OUTPUT_VALUE:
@@ -879,10 +1094,25 @@ static int on_start(decoder_t *d, value_kind_t kind)
                  d->output_key == OUTPUT_NAME ? "name" : "parameters");
         if (d->output_key == OUTPUT_NAME)
             return fail_type(d, field, "a string", kind);
-        if (d->output_key == OUTPUT_PARAMETERS && kind != VALUE_OBJECT)
-            return fail_type(d, field, "an object", kind);
+        if (d->output_key == OUTPUT_PARAMETERS) {
+            if (kind != VALUE_OBJECT)
+                return fail_type(d, field, "an object", kind);
+            enter_params(d, OWNER_OUTPUT);
+            return 1;
+        }
         skip_value(d);
         return 1;
+    case WHERE_PARAM_VALUE: {
+        char path[96];
+        param_path(d, path, sizeof(path));
+        if (d->param_key == PARAM_OTHER) {
+            skip_value(d);
+            return 1;
+        }
+        return fail_type(d, path,
+                         d->param_key == PARAM_BINARY_DATA_SIZE ? "a byte count" : "true or false",
+                         kind);
+    }
     default:
         return 1;
     }
@@ -911,7 +1141,11 @@ static int on_end(decoder_t *d)
         if (!d->output_has_name)
             return fail(d, OXS_ERR_INVALID_ARGUMENT, "outputs[%zu]: missing \"name\"",
                         d->output_total - 1);
+        d->reply->binary[d->output_index] = (int8_t)d->output_binary;
         d->where = WHERE_OUTPUTS;
+        return 1;
+    case WHERE_PARAMS:
+        leave_params(d);
         return 1;
     default:
         return 1;
@@ -957,6 +1191,8 @@ static int on_key(decoder_t *d, const unsigned char *key, size_t len)
         d->output_key = (output_key_t)found;
         d->where = WHERE_OUTPUT_VALUE;
         return 1;
+    case WHERE_PARAMS:
+        return on_param_key(d, key, len);
     default:
         return 1;
     }
@@ -982,10 +1218,50 @@ static int cb_number(void *context, const char *text, size_t len)
     return d->skip_depth > 0 ? 1 : on_scalar(d, VALUE_NUMBER, text, len);
 }
 
+/* Fails for a string that is not valid UTF-8, naming where it sits. yajl's own check is off,
+ * so that an element of BYTES data can be named by its index. */
+static int fail_utf8(decoder_t *d, size_t bad_byte)
+{
+    char field[128];
+    switch (d->where) {
+    case WHERE_DATA: {
+        input_state_t *in = &d->in;
+        input_label(d, field, sizeof(field));
+        return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                    "%s: data value at index %zu is not valid UTF-8 (byte %zu of the string); "
+                    "send BYTES that are not text with the binary data extension",
+                    field, in->tensor_started ? in->index : in->value_count, bad_byte);
+    }
+    case WHERE_ROOT_VALUE:
+        snprintf(field, sizeof(field), "%s", d->root_key < ROOT_OTHER ? root_keys[d->root_key] : "request body");
+        break;
+    case WHERE_INPUT_VALUE:
+        snprintf(field, sizeof(field), "inputs[%zu].%s", d->in.position,
+                 d->input_key < INPUT_OTHER ? input_keys[d->input_key] : "");
+        break;
+    case WHERE_OUTPUT_VALUE:
+        snprintf(field, sizeof(field), "outputs[%zu].name", d->output_total - 1);
+        break;
+    case WHERE_PARAM_VALUE:
+        param_path(d, field, sizeof(field));
+        break;
+    default:
+        snprintf(field, sizeof(field), "request body");
+        break;
+    }
+    return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                "%s: a string is not valid UTF-8 (byte %zu of the string)", field, bad_byte);
+}
+
 static int cb_string(void *context, const unsigned char *text, size_t len)
 {
     decoder_t *d = context;
-    return d->skip_depth > 0 ? 1 : on_scalar(d, VALUE_STRING, (const char *)text, len);
+    if (d->skip_depth > 0)
+        return 1;
+    size_t bad = oxs__utf8_check((const char *)text, len);
+    if (bad < len)
+        return fail_utf8(d, bad);
+    return on_scalar(d, VALUE_STRING, (const char *)text, len);
 }
 
 static int cb_map_key(void *context, const unsigned char *key, size_t len)
@@ -1046,10 +1322,12 @@ static const yajl_callbacks infer_callbacks = {
 };
 
 oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, size_t len,
-                                   char *error, size_t error_size)
+                                   size_t json_len, oxs_json_reply_t **reply, char *error,
+                                   size_t error_size)
 {
     oxs__msg_t msg;
     oxs__msg_init(&msg, error, error_size);
+    *reply = NULL;
 
     const oxs_model_t *model = oxs_request_model(request);
     size_t input_count = oxs_model_input_count(model);
@@ -1057,7 +1335,8 @@ oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, siz
     decoder_t *d = oxs_request_scratch(request, sizeof(*d));
     bool *input_sent = oxs_request_scratch(request, input_count + 1);
     bool *output_requested = oxs_request_scratch(request, output_count + 1);
-    if (d == NULL || input_sent == NULL || output_requested == NULL) {
+    oxs_json_reply_t *plan = oxs_json_reply_create(request, false);
+    if (d == NULL || input_sent == NULL || output_requested == NULL || plan == NULL) {
         oxs__msg_printf(&msg, "out of memory decoding the request");
         return OXS_ERR_OUT_OF_MEMORY;
     }
@@ -1068,7 +1347,10 @@ oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, siz
     d->request = request;
     d->model = model;
     d->body = body;
-    d->body_len = len;
+    d->body_len = json_len;
+    d->binary = body + json_len;
+    d->binary_len = len - json_len;
+    d->reply = plan;
     d->msg = msg;
     d->input_sent = input_sent;
     d->output_requested = output_requested;
@@ -1080,10 +1362,33 @@ oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, siz
         oxs__msg_printf(&msg, "out of memory decoding the request");
         return OXS_ERR_OUT_OF_MEMORY;
     }
+    yajl_config(parser, yajl_dont_validate_strings, 1); /* fail_utf8 checks instead */
 
-    oxs_status_t status = oxs__json_parse(parser, body, len, error, error_size);
+    oxs_status_t status = oxs__json_parse(parser, body, json_len, error, error_size);
     if (status == OXS_ERR_INTERNAL && d->status != OXS_OK)
         status = d->status;
     yajl_free(parser); /* returns nothing to the system: the arena owns the memory */
+    if (status == OXS_OK && d->binary_used != d->binary_len) {
+        oxs__msg_printf(&msg,
+                        "the body has %zu bytes of binary data after the %zu-byte JSON header, "
+                        "but the inputs' parameters.binary_data_size add up to %zu",
+                        d->binary_len, json_len, d->binary_used);
+        status = OXS_ERR_INVALID_ARGUMENT;
+    }
+    if (status == OXS_OK)
+        *reply = plan;
     return status;
+}
+
+oxs_json_reply_t *oxs_json_reply_create(oxs_request_t *request, bool binary_all)
+{
+    size_t count = oxs_model_output_count(oxs_request_model(request));
+    oxs_json_reply_t *reply = oxs_request_scratch(request, sizeof(*reply));
+    int8_t *binary = oxs_request_scratch(request, count + 1);
+    if (reply == NULL || binary == NULL)
+        return NULL;
+    memset(binary, -1, count + 1);
+    reply->binary_all = binary_all;
+    reply->binary = binary;
+    return reply;
 }

@@ -11,45 +11,9 @@
 #include "codec/float16.h"
 #include "codec/number.h"
 #include "codec/json.h"
+#include "codec/json_internal.h"
 
 /* ---- strings -------------------------------------------------------------------------------- */
-
-/* Returns the length of the valid UTF-8 sequence at text (at most len bytes), or 0 when the
- * bytes are not valid UTF-8: overlong forms, surrogates and code points past U+10FFFF are
- * invalid too. */
-static size_t utf8_sequence_length(const unsigned char *text, size_t len)
-{
-    unsigned char lead = text[0];
-    size_t need;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        need = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        need = 3;
-        if (lead == 0xE0)
-            low = 0xA0;
-        else if (lead == 0xED)
-            high = 0x9F;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        need = 4;
-        if (lead == 0xF0)
-            low = 0x90;
-        else if (lead == 0xF4)
-            high = 0x8F;
-    } else {
-        return 0;
-    }
-
-    if (len < need || text[1] < low || text[1] > high)
-        return 0;
-    for (size_t i = 2; i < need; i++) {
-        if ((text[i] & 0xC0) != 0x80)
-            return 0;
-    }
-    return need;
-}
 
 void oxs_json_write_string(oxs_buf_t *out, const char *text, size_t len)
 {
@@ -77,7 +41,7 @@ void oxs_json_write_string(oxs_buf_t *out, const char *text, size_t len)
             oxs_buf_append(out, escape, sizeof(escape));
             i++;
         } else {
-            size_t n = utf8_sequence_length(bytes + i, len - i);
+            size_t n = oxs__utf8_sequence_length(bytes + i, len - i);
             if (n == 0) {
                 oxs_buf_puts(out, "\\ufffd"); /* one replacement per invalid byte */
                 i++;
@@ -165,11 +129,48 @@ static void write_float16(oxs_buf_t *out, bool is_bf16, uint16_t bits)
     oxs_buf_append(out, text, len);
 }
 
+/* Reads the 4-byte little-endian length of the BYTES element at data. */
+static uint32_t bytes_length(const unsigned char *data)
+{
+    return (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 |
+           (uint32_t)data[3] << 24;
+}
+
+/* Writes count length-prefixed BYTES elements as JSON strings, without the brackets. */
+static void write_bytes_elements(oxs_buf_t *out, const unsigned char *data, size_t count)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < count && !out->failed; i++) {
+        uint32_t len = bytes_length(data + at);
+        if (i > 0)
+            oxs_buf_putc(out, ',');
+        oxs_json_write_string(out, (const char *)data + at + 4, len);
+        at += 4 + (size_t)len;
+    }
+}
+
+/* Returns the index of the first BYTES element that is not valid UTF-8, or count. */
+static size_t find_invalid_utf8(const unsigned char *data, size_t count)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t len = bytes_length(data + at);
+        if (oxs__utf8_check((const char *)data + at + 4, len) < len)
+            return i;
+        at += 4 + (size_t)len;
+    }
+    return count;
+}
+
 /* Writes the elements of a tensor as a flat JSON array. */
 static void write_tensor_data(oxs_buf_t *out, oxs_datatype_t datatype, const void *data,
                               size_t count)
 {
     oxs_buf_putc(out, '[');
+    if (datatype == OXS_DT_BYTES) {
+        write_bytes_elements(out, data, count);
+        count = 0;
+    }
     for (size_t i = 0; i < count && !out->failed; i++) {
         if (i > 0)
             oxs_buf_putc(out, ',');
@@ -188,8 +189,7 @@ static void write_tensor_data(oxs_buf_t *out, oxs_datatype_t datatype, const voi
         case OXS_DT_FP64: write_fp64(out, ((const double *)data)[i]); break;
         case OXS_DT_BF16: write_float16(out, true, ((const uint16_t *)data)[i]); break;
         default:
-            /* NOTE: BYTES outputs have no element layout in the public API yet. */
-            oxs_buf_puts(out, "null");
+            oxs_buf_puts(out, "null"); /* unreachable: every other datatype is handled */
             break;
         }
     }
@@ -209,11 +209,45 @@ static void write_shape(oxs_buf_t *out, const int64_t *dims, int rank)
 
 /* ---- responses ----------------------------------------------------------------------------- */
 
-void oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *response)
+/* Returns true when reply asks for the output at model index as binary data. */
+static bool wants_binary(const oxs_json_reply_t *reply, int index)
+{
+    if (reply == NULL)
+        return false;
+    return reply->binary[index] == 1 || (reply->binary[index] == -1 && reply->binary_all);
+}
+
+oxs_status_t oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *response,
+                                   const oxs_json_reply_t *reply, size_t *json_len, char *error,
+                                   size_t error_size)
 {
     const oxs_request_t *request = oxs_response_request(response);
     const oxs_model_t *model = oxs_request_model(request);
     const char *id = oxs_request_id(request);
+    size_t count = oxs_response_output_count(response);
+    bool any_binary = false;
+    *json_len = 0;
+
+    /* JSON strings carry text only: find a BYTES output that cannot go as JSON first. */
+    for (size_t i = 0; i < count; i++) {
+        oxs_tensor_view_t view;
+        if (oxs_response_output(response, i, &view) != OXS_OK)
+            continue;
+        int index = oxs_model_find_output(model, view.name, strlen(view.name));
+        bool binary = wants_binary(reply, index);
+        any_binary = any_binary || binary;
+        if (view.datatype != OXS_DT_BYTES || binary)
+            continue;
+        size_t bad = find_invalid_utf8(view.data, view.element_count);
+        if (bad < view.element_count) {
+            snprintf(error, error_size,
+                     "output \"%s\": BYTES element %zu is not valid UTF-8, which a JSON string "
+                     "cannot carry; request the output with \"parameters\": "
+                     "{\"binary_data\": true}",
+                     view.name, bad);
+            return OXS_ERR_UNSUPPORTED;
+        }
+    }
 
     oxs_buf_puts(out, "{\"model_name\":");
     write_cstring(out, oxs_model_name(model));
@@ -226,26 +260,40 @@ void oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *response)
     }
 
     oxs_buf_puts(out, ",\"outputs\":[");
-    size_t count = oxs_response_output_count(response);
-    bool first = true;
     for (size_t i = 0; i < count; i++) {
         oxs_tensor_view_t view;
         if (oxs_response_output(response, i, &view) != OXS_OK)
             continue;
-        if (!first)
+        if (i > 0)
             oxs_buf_putc(out, ',');
-        first = false;
         oxs_buf_puts(out, "{\"name\":");
         write_cstring(out, view.name);
         oxs_buf_puts(out, ",\"datatype\":");
         write_cstring(out, oxs_datatype_name(view.datatype));
         oxs_buf_puts(out, ",\"shape\":");
         write_shape(out, view.shape, view.rank);
+        if (wants_binary(reply, oxs_model_find_output(model, view.name, strlen(view.name)))) {
+            oxs_buf_puts(out, ",\"parameters\":{\"binary_data_size\":");
+            write_u64(out, view.byte_size);
+            oxs_buf_puts(out, "}}");
+            continue;
+        }
         oxs_buf_puts(out, ",\"data\":");
         write_tensor_data(out, view.datatype, view.data, view.element_count);
         oxs_buf_putc(out, '}');
     }
     oxs_buf_puts(out, "]}");
+    if (!any_binary)
+        return OXS_OK;
+
+    *json_len = out->len;
+    for (size_t i = 0; i < count; i++) {
+        oxs_tensor_view_t view;
+        if (oxs_response_output(response, i, &view) == OXS_OK &&
+            wants_binary(reply, oxs_model_find_output(model, view.name, strlen(view.name))))
+            oxs_buf_append(out, view.data, view.byte_size);
+    }
+    return OXS_OK;
 }
 
 void oxs_json_encode_predict(oxs_buf_t *out, const oxs_response_t *response)

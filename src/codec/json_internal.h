@@ -40,7 +40,7 @@ void oxs__msg_supported_datatypes(oxs__msg_t *msg);
 void oxs__msg_model_inputs(oxs__msg_t *msg, const oxs_model_t *model);
 void oxs__msg_model_outputs(oxs__msg_t *msg, const oxs_model_t *model);
 
-/* Returns true when the JSON codec converts datatype (every fixed-size type, not BYTES). */
+/* Returns true when the JSON codec converts datatype: every protocol datatype. */
 bool oxs__json_datatype_supported(oxs_datatype_t datatype);
 
 /* Returns true for FP16, BF16, FP32 and FP64. */
@@ -52,6 +52,14 @@ bool oxs__json_datatype_is_float(oxs_datatype_t datatype);
  * datatype and leaves buffer alone. */
 bool oxs__json_convert_special(oxs_datatype_t datatype, const char *text, size_t len,
                                void *buffer, size_t index);
+
+/* Returns the length of the valid UTF-8 sequence at text (at most len bytes), or 0 when the
+ * bytes are not valid UTF-8: overlong forms, surrogates and code points past U+10FFFF are
+ * invalid too. */
+size_t oxs__utf8_sequence_length(const unsigned char *text, size_t len);
+
+/* Returns the offset of the first byte of text that is not valid UTF-8, or len when all are. */
+size_t oxs__utf8_check(const char *text, size_t len);
 
 /* Creates a yajl parser whose memory comes from the request's scratch arena, so decoding does
  * not call malloc itself. Numbers arrive through callbacks->yajl_number as text. Returns NULL

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec/json.h"
+#include "codec/raw.h"
 
 #define ERROR_BYTES 1024
 
@@ -174,11 +175,18 @@ static void submit_inference(oxs__http_exchange_t *exchange, oxs_model_t *model,
                              oxs__http_encoding_t encoding)
 {
     oxs_request_t *request = NULL;
+    oxs_json_reply_t *reply = NULL;
     char error[ERROR_BYTES] = "";
     oxs_status_t status;
 
     if (!require_ready(exchange, model))
         return;
+    if (encoding == OXS__ENCODE_PREDICT && exchange->json_len >= 0) {
+        reply_error(exchange, 400,
+                    "Inference-Header-Content-Length: the binary data extension is served on "
+                    "/v2/models/{name}/infer, not on /predict");
+        return;
+    }
 
     status = oxs_request_create(exchange->ctx->server, model, &request);
     if (status != OXS_OK) {
@@ -193,16 +201,25 @@ static void submit_inference(oxs__http_exchange_t *exchange, oxs_model_t *model,
         }
         status = oxs_json_decode_predict(request, exchange->body, exchange->body_len, error,
                                          sizeof(error));
+    } else if (exchange->json_len == 0) {
+        status = oxs_raw_decode_infer(request, exchange->body, exchange->body_len, error,
+                                      sizeof(error));
+        /* A raw request has no JSON to ask for JSON outputs, so every output goes as bytes. */
+        reply = oxs_json_reply_create(request, true);
+        if (status == OXS_OK && reply == NULL)
+            status = OXS_ERR_OUT_OF_MEMORY;
     } else {
-        status = oxs_json_decode_infer(request, exchange->body, exchange->body_len, error,
-                                       sizeof(error));
+        size_t json_len = exchange->json_len > 0 ? (size_t)exchange->json_len : exchange->body_len;
+        status = oxs_json_decode_infer(request, exchange->body, exchange->body_len, json_len,
+                                       &reply, error, sizeof(error));
     }
     if (status != OXS_OK) {
         reply_status(exchange, status, error);
         goto cleanup;
     }
 
-    status = oxs__http_session_submit(exchange->session, request, encoding, error, sizeof(error));
+    status = oxs__http_session_submit(exchange->session, request, encoding, reply, error,
+                                      sizeof(error));
     if (status != OXS_OK) {
         reply_status(exchange, status, error);
         goto cleanup;
@@ -215,24 +232,32 @@ cleanup:
         oxs_request_destroy(request);
 }
 
-int oxs__http_encode_result(oxs__http_encoding_t encoding, const oxs_response_t *response,
-                            oxs_buf_t *out, oxs_buf_t *error, bool *retry_after)
+int oxs__http_encode_result(oxs__http_encoding_t encoding, const oxs_json_reply_t *reply,
+                            const oxs_response_t *response, oxs_buf_t *out, oxs_buf_t *error,
+                            bool *retry_after, size_t *json_len)
 {
     oxs_status_t status = oxs_response_status(response);
+    char encode_error[ERROR_BYTES] = "";
     const char *message;
     int code;
 
+    *json_len = 0;
     if (status == OXS_OK) {
         *retry_after = false;
-        if (encoding == OXS__ENCODE_PREDICT)
+        if (encoding == OXS__ENCODE_PREDICT) {
             oxs_json_encode_predict(out, response);
-        else
-            oxs_json_encode_infer(out, response);
-        return 200;
+            return 200;
+        }
+        status = oxs_json_encode_infer(out, response, reply, json_len, encode_error,
+                                       sizeof(encode_error));
+        if (status == OXS_OK)
+            return 200;
+        oxs_buf_reset(out);
+        *json_len = 0;
     }
 
     code = oxs__http_status_code(status, retry_after);
-    message = oxs_response_error(response);
+    message = encode_error[0] != '\0' ? encode_error : oxs_response_error(response);
     if (message == NULL || message[0] == '\0')
         message = oxs_status_message(status);
     oxs_json_encode_error(out, message);

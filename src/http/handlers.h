@@ -22,6 +22,7 @@ typedef struct oxs__http_exchange {
     const char *body;
     size_t body_len;
     const char *request_id; /* from X-Request-ID, or generated */
+    int64_t json_len;       /* Inference-Header-Content-Length, or -1 when absent */
 
     int status;         /* HTTP status; 0 when an inference was submitted */
     bool retry_after;   /* add "Retry-After: 1" */
@@ -38,9 +39,11 @@ void oxs__http_handle(oxs__http_exchange_t *exchange);
 int oxs__http_status_code(oxs_status_t status, bool *retry_after);
 
 /* Encodes a finished inference (success or error) into out, writes an error's message into
- * error, and returns the HTTP status. Worker thread. */
-int oxs__http_encode_result(oxs__http_encoding_t encoding, const oxs_response_t *response,
-                            oxs_buf_t *out, oxs_buf_t *error, bool *retry_after);
+ * error, and returns the HTTP status. reply (infer responses only) says which outputs go as
+ * binary data; *json_len is then the JSON header's length, else 0. Worker thread. */
+int oxs__http_encode_result(oxs__http_encoding_t encoding, const struct oxs_json_reply *reply,
+                            const oxs_response_t *response, oxs_buf_t *out, oxs_buf_t *error,
+                            bool *retry_after, size_t *json_len);
 
 /* Returns the reason phrase of an HTTP status code, such as "Not Found". */
 const char *oxs__http_reason(int status);

@@ -25,6 +25,7 @@
 #define MAX_MODEL_NAME_BYTES (16 * 1024)
 #define KEEP_BUFFER_BYTES (1024 * 1024) /* buffers above this are freed between requests */
 #define ERROR_BYTES 512
+#define MAX_BINARY_HEADER_BYTES 32 /* Inference-Header-Content-Length's value */
 #define MAX_LOGGED_ERROR_BYTES 4096
 
 static const char continue_response[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -73,6 +74,8 @@ struct oxs__http_session {
     oxs_buf_t request_id_header;
     bool request_id_seen;
     oxs_buf_t expect;
+    oxs_buf_t binary_header; /* Inference-Header-Content-Length's value */
+    bool binary_header_seen;
     const char *method_name;
     oxs__http_method_t method;
     bool http10;
@@ -93,9 +96,12 @@ struct oxs__http_session {
     const char *allow;
     int status;
     bool retry_after;
+    size_t json_len; /* Inference-Header-Content-Length of a binary reply, else 0 */
 
     /* Written by the worker thread that completes the inference, read after done_lock. */
     oxs__http_encoding_t encoding;
+    const oxs_json_reply_t *reply;
+    size_t done_json_len;
     int done_status;
     bool done_retry_after;
     int64_t queue_us;
@@ -212,6 +218,8 @@ static void reset_request(oxs__http_session_t *session)
     oxs_buf_reset(&session->header_name);
     oxs_buf_reset(&session->request_id_header);
     oxs_buf_reset(&session->expect);
+    oxs_buf_reset(&session->binary_header);
+    session->binary_header_seen = false;
     oxs_buf_reset(&session->model);
     oxs_buf_reset(&session->error);
     session->header = HEADER_OTHER;
@@ -227,6 +235,7 @@ static void reset_request(oxs__http_session_t *session)
     session->allow = NULL;
     session->status = 0;
     session->retry_after = false;
+    session->json_len = 0;
     session->queue_us = 0;
     session->compute_us = 0;
     session->body_received = 0;
@@ -311,17 +320,16 @@ static int on_header_value(void *user, const char *at, size_t len)
         } else if (session->header == HEADER_EXPECT) {
             oxs_buf_reset(&session->expect);
         } else if (session->header == HEADER_BINARY_TENSORS) {
-            /* Rejected up front: decoding the body as JSON would report a misleading
-             * missing "data" instead. */
-            set_early_error(session, 400, false,
-                            "Inference-Header-Content-Length: the binary tensor data extension "
-                            "is not supported yet; send tensor values as JSON in \"data\"");
+            oxs_buf_reset(&session->binary_header);
+            session->binary_header_seen = true;
         }
     }
     if (session->header == HEADER_REQUEST_ID)
         oxs_buf_append(&session->request_id_header, at, len);
     else if (session->header == HEADER_EXPECT)
         oxs_buf_append(&session->expect, at, len);
+    else if (session->header == HEADER_BINARY_TENSORS)
+        oxs_buf_append(&session->binary_header, at, len);
     return 0;
 }
 
@@ -490,10 +498,13 @@ static void send_response(oxs__http_session_t *session)
         generate_request_id(session->ctx, session->request_id, sizeof(session->request_id));
 
     oxs_buf_reset(head);
-    oxs_buf_printf(head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+    oxs_buf_printf(head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                          "Content-Length: %zu\r\nX-Request-ID: %s\r\n",
-                   session->status, oxs__http_reason(session->status), session->out.len,
-                   session->request_id);
+                   session->status, oxs__http_reason(session->status),
+                   session->json_len > 0 ? "application/octet-stream" : "application/json",
+                   session->out.len, session->request_id);
+    if (session->json_len > 0)
+        oxs_buf_printf(head, "Inference-Header-Content-Length: %zu\r\n", session->json_len);
     if (session->retry_after)
         oxs_buf_puts(head, "Retry-After: 1\r\n");
     if (session->allow != NULL)
@@ -520,6 +531,7 @@ static void send_response(oxs__http_session_t *session)
 
 static void send_error(oxs__http_session_t *session, int status, const char *message)
 {
+    session->json_len = 0;
     oxs_buf_reset(&session->error);
     oxs_buf_puts(&session->error, message);
     oxs_buf_reset(&session->out);
@@ -541,6 +553,37 @@ static void send_early_error(oxs__http_session_t *session)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Dispatch */
+
+/* Reads Inference-Header-Content-Length: digits only, at most the body's length. */
+static bool parse_json_len(oxs__http_session_t *session, int64_t *out, char *error,
+                           size_t error_size)
+{
+    oxs_buf_t *value = &session->binary_header;
+    uint64_t n = 0;
+    bool valid = !value->failed && value->len > 0;
+    for (size_t i = 0; valid && i < value->len; i++) {
+        char c = value->data[i];
+        valid = c >= '0' && c <= '9' && n <= (UINT64_MAX - 9) / 10;
+        n = n * 10 + (uint64_t)(c - '0');
+    }
+    if (!valid) {
+        snprintf(error, error_size,
+                 "Inference-Header-Content-Length: value \"%.*s\" is not valid; expected the "
+                 "byte length of the JSON header, a non-negative integer",
+                 value->failed ? MAX_BINARY_HEADER_BYTES : (int)value->len,
+                 value->data ? value->data : "");
+        return false;
+    }
+    if (n > session->body.len) {
+        snprintf(error, error_size,
+                 "Inference-Header-Content-Length is %" PRIu64 ", but the body has only %zu "
+                 "bytes",
+                 n, session->body.len);
+        return false;
+    }
+    *out = (int64_t)n;
+    return true;
+}
 
 static void dispatch(oxs__http_session_t *session)
 {
@@ -578,7 +621,15 @@ static void dispatch(oxs__http_session_t *session)
         return;
     }
 
+    int64_t json_len = -1;
+    if (session->binary_header_seen &&
+        !parse_json_len(session, &json_len, error, sizeof(error))) {
+        send_error(session, 400, error);
+        return;
+    }
+
     oxs__http_exchange_t exchange = {
+        .json_len = json_len,
         .ctx = session->ctx,
         .session = session,
         .route = &route,
@@ -705,6 +756,7 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
     oxs_buf_init(&session->header_name, MAX_HEADER_NAME_BYTES);
     oxs_buf_init(&session->request_id_header, MAX_REQUEST_ID_BYTES);
     oxs_buf_init(&session->expect, MAX_EXPECT_BYTES);
+    oxs_buf_init(&session->binary_header, MAX_BINARY_HEADER_BYTES);
     oxs_buf_init(&session->head, 0);
     oxs_buf_init(&session->out, 0);
     oxs_buf_init(&session->model, MAX_MODEL_NAME_BYTES);
@@ -847,6 +899,7 @@ static void session_free(oxs__http_session_t *session)
     oxs_buf_free(&session->header_name);
     oxs_buf_free(&session->request_id_header);
     oxs_buf_free(&session->expect);
+    oxs_buf_free(&session->binary_header);
     oxs_buf_free(&session->head);
     oxs_buf_free(&session->out);
     oxs_buf_free(&session->model);
@@ -879,8 +932,10 @@ static void on_inference_complete(void *user, oxs_response_t *response)
     bool retry_after = false;
 
     oxs_buf_reset(&session->out);
-    session->done_status = oxs__http_encode_result(session->encoding, response, &session->out,
-                                                   &session->error, &retry_after);
+    session->done_json_len = 0;
+    session->done_status = oxs__http_encode_result(session->encoding, session->reply, response,
+                                                   &session->out, &session->error, &retry_after,
+                                                   &session->done_json_len);
     session->done_retry_after = retry_after;
     session->queue_us = oxs_response_queue_us(response);
     session->compute_us = oxs_response_compute_us(response);
@@ -901,12 +956,13 @@ static void on_inference_complete(void *user, oxs_response_t *response)
 }
 
 oxs_status_t oxs__http_session_submit(oxs__http_session_t *session, oxs_request_t *request,
-                                      oxs__http_encoding_t encoding, char *error,
-                                      size_t error_size)
+                                      oxs__http_encoding_t encoding, const oxs_json_reply_t *reply,
+                                      char *error, size_t error_size)
 {
     oxs_status_t status;
 
     session->encoding = encoding;
+    session->reply = reply;
     session->inference_pending = true;
     status = oxs_request_submit(request, on_inference_complete, session, error, error_size);
     if (status != OXS_OK)
@@ -935,6 +991,7 @@ size_t oxs__http_context_run_completions(oxs__http_context_t *ctx)
         } else if (session->state == STATE_PROCESSING) {
             session->status = session->done_status;
             session->retry_after = session->done_retry_after;
+            session->json_len = session->done_json_len;
             send_response(session);
         }
         session = next;

@@ -97,6 +97,26 @@ def make_slow(outdir):
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), outdir, "slow")
 
 
+def make_strings(outdir):
+    """strings: text_out = text on text [-1] string, the BYTES model with one input."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["text_out"])], "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["n"])],
+        [helper.make_tensor_value_info("text_out", TensorProto.STRING, ["n"])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), outdir,
+         "strings")
+
+
+def make_matrix(outdir):
+    """matrix: y = x on x [-1, -1] float, one input whose second dim only a request can give."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "matrix",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "k"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "k"])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), outdir,
+         "matrix")
+
+
 def make_repository(outdir, names):
     repo = os.path.join(outdir, "repo")
     for name in names:
@@ -118,6 +138,8 @@ def main():
     make_identity(outdir)
     make_scale(outdir)
     make_slow(outdir)
+    make_strings(outdir)
+    make_matrix(outdir)
     make_repository(outdir, ["identity", "scale", "slow"])
     return 0
 

@@ -708,21 +708,26 @@ static void test_request_id_empty(void **state)
     free_responses(&all);
 }
 
-static void test_binary_extension_rejected(void **state)
+static void test_binary_header_checked(void **state)
 {
     harness_t *h = harness_new(NULL, MAX_BODY, NULL);
     responses_t all;
 
     (void)state;
-    feed(h, "POST /v2/models/scale/infer HTTP/1.1\r\nInference-Header-Content-Length: 2\r\n"
+    feed(h, "POST /v2/models/scale/infer HTTP/1.1\r\nInference-Header-Content-Length: 2x\r\n"
+            "Content-Length: 6\r\n\r\n{}\x01\x02\x03\x04");
+    feed(h, "POST /v2/models/scale/infer HTTP/1.1\r\nInference-Header-Content-Length: 7\r\n"
             "Content-Length: 6\r\n\r\n{}\x01\x02\x03\x04");
     feed(h, "GET /v2 HTTP/1.1\r\n\r\n");
     parse_responses(h, &all, false);
-    assert_int_equal(all.count, 2);
+    assert_int_equal(all.count, 3);
     assert_int_equal(all.items[0].status, 400);
-    assert_error_body(&all.items[0], "binary tensor data extension is not supported yet");
-    /* The body was read and dropped, so the next request still gets its response. */
-    assert_int_equal(all.items[1].status, 200);
+    assert_error_body(&all.items[0], "Inference-Header-Content-Length: value \"2x\" is not valid");
+    assert_int_equal(all.items[1].status, 400);
+    assert_error_body(&all.items[1],
+                      "Inference-Header-Content-Length is 7, but the body has only 6 bytes");
+    /* The bodies were read, so the next request still gets its response. */
+    assert_int_equal(all.items[2].status, 200);
     free_responses(&all);
     harness_free(h);
 }
@@ -1353,7 +1358,7 @@ int main(void)
         cmocka_unit_test(test_request_id_too_long),
         cmocka_unit_test(test_request_id_bad_byte),
         cmocka_unit_test(test_request_id_empty),
-        cmocka_unit_test(test_binary_extension_rejected),
+        cmocka_unit_test(test_binary_header_checked),
         cmocka_unit_test(test_generated_ids_differ),
         cmocka_unit_test(test_unknown_route),
         cmocka_unit_test(test_wrong_method),

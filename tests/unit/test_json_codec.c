@@ -110,13 +110,31 @@ static oxs_request_t *new_request(oxs_model_t *model)
     return request;
 }
 
+/* Decodes a JSON-only infer request body into request, dropping the reply plan. */
+static oxs_status_t decode_json(oxs_request_t *request, const char *body, size_t len,
+                                char *error, size_t error_size)
+{
+    oxs_json_reply_t *reply = NULL;
+    return oxs_json_decode_infer(request, body, len, len, &reply, error, error_size);
+}
+
+/* Encodes a response with every output as JSON. */
+static void encode_json(oxs_buf_t *out, const oxs_response_t *response)
+{
+    size_t json_len = 0;
+    char error[256];
+    assert_int_equal(oxs_json_encode_infer(out, response, NULL, &json_len, error, sizeof(error)),
+                     OXS_OK);
+    assert_int_equal(json_len, 0);
+}
+
 /* Decodes body as an infer request for model and frees the request; returns the status and
  * leaves the message in error. */
 static oxs_status_t decode_infer(oxs_model_t *model, const char *body, char *error)
 {
     oxs_request_t *request = new_request(model);
     error[0] = '\0';
-    oxs_status_t status = oxs_json_decode_infer(request, body, strlen(body), error, ERROR_SIZE);
+    oxs_status_t status = decode_json(request, body, strlen(body), error, ERROR_SIZE);
     oxs_request_destroy(request);
     return status;
 }
@@ -208,7 +226,7 @@ static oxs_response_t *run_identity(const char *inputs, const char *extra)
     identity_body(body, sizeof(body), inputs, extra);
 
     oxs_request_t *request = new_request(identity);
-    oxs_status_t status = oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error));
+    oxs_status_t status = decode_json(request, body, strlen(body), error, sizeof(error));
     if (status != OXS_OK) {
         oxs_request_destroy(request);
         fail_msg("decode failed (%s): %s\nbody: %s", oxs_status_name(status), error, body);
@@ -422,7 +440,7 @@ static void test_infer_special_float_strings(void **state)
 
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
-    oxs_json_encode_infer(&out, response);
+    encode_json(&out, response);
     const char *text = oxs_buf_cstr(&out);
     assert_true(json_is_valid(out.data, out.len));
     assert_contains(text, "\"name\":\"y_fp16\",\"datatype\":\"FP16\",\"shape\":[1,4],"
@@ -542,7 +560,7 @@ static void test_infer_sets_id(void **state)
     char error[ERROR_SIZE];
     const char *body = "{\"id\":\"abc-1\",\"inputs\":[]}";
     oxs_request_t *request = new_request(identity);
-    assert_int_equal(oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error)),
+    assert_int_equal(decode_json(request, body, strlen(body), error, sizeof(error)),
                      OXS_OK);
     assert_string_equal(oxs_request_id(request), "abc-1");
     oxs_request_destroy(request);
@@ -555,7 +573,7 @@ static void test_infer_keeps_preset_id(void **state)
     const char *body = "{\"id\":\"from-body\",\"inputs\":[]}";
     oxs_request_t *request = new_request(identity);
     assert_int_equal(oxs_request_set_id(request, "from-header", 11), OXS_OK);
-    assert_int_equal(oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error)),
+    assert_int_equal(decode_json(request, body, strlen(body), error, sizeof(error)),
                      OXS_OK);
     assert_string_equal(oxs_request_id(request), "from-header");
     oxs_request_destroy(request);
@@ -606,8 +624,8 @@ static void test_error_invalid_json(void **state)
     expect_body_error("{\"id\": \"a\",}", OXS_ERR_INVALID_ARGUMENT, "invalid JSON at byte 12");
     expect_body_error("{\"id\": 'a'}", OXS_ERR_INVALID_ARGUMENT, "invalid JSON at byte 8: lexical error: invalid char in json text");
     expect_body_error("{\"inputs\":[]} x", OXS_ERR_INVALID_ARGUMENT, "invalid JSON at byte");
-    expect_body_error("{\"id\":\"\xff\",\"inputs\":[]}", OXS_ERR_INVALID_ARGUMENT,
-                      "invalid JSON at byte");
+    expect_body_error("{\"id\":\"ab\xff\",\"inputs\":[]}", OXS_ERR_INVALID_ARGUMENT,
+                      "id: a string is not valid UTF-8 (byte 2 of the string)");
 }
 
 static void test_error_empty_body(void **state)
@@ -710,9 +728,12 @@ static void test_error_unknown_datatype(void **state)
 static void test_error_unsupported_datatype(void **state)
 {
     (void)state;
-    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"BYTES\",\"data\":[1]}",
-                       OXS_ERR_UNSUPPORTED,
-                       "inputs[0].datatype: BYTES not supported yet; supported: BOOL");
+    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"STRING\",\"data\":[1]}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "inputs[0].datatype: unknown datatype \"STRING\"; supported: BOOL");
+    expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"BYTES\",\"data\":[\"a\"]}",
+                       OXS_ERR_INVALID_ARGUMENT,
+                       "input \"x_fp32\": datatype BYTES, the model expects FP32");
     /* FP16 and BF16 are converted now, so sending one where FP32 is declared is a mismatch. */
     expect_input_error("{\"name\":\"x_fp32\",\"shape\":[1,1],\"datatype\":\"FP16\",\"data\":[1]}",
                        OXS_ERR_INVALID_ARGUMENT,
@@ -840,7 +861,7 @@ static void test_error_small_buffer(void **state)
     memset(error, 'z', sizeof(error));
     const char *body = "{\"inputs\":[{\"name\":\"nope\"}]}";
     oxs_request_t *request = new_request(identity);
-    oxs_status_t status = oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error));
+    oxs_status_t status = decode_json(request, body, strlen(body), error, sizeof(error));
     oxs_request_destroy(request);
     assert_int_equal(status, OXS_ERR_INVALID_ARGUMENT);
     assert_string_equal(error, "inputs[0].name:");
@@ -1187,7 +1208,7 @@ static size_t allocations_for_decode(oxs_server_t *counted, oxs_model_t *model, 
     size_t before = atomic_load(&allocation_count);
     oxs_status_t status = predict
                               ? oxs_json_decode_predict(request, body, strlen(body), error, sizeof(error))
-                              : oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error));
+                              : decode_json(request, body, strlen(body), error, sizeof(error));
     size_t after = atomic_load(&allocation_count);
     oxs_request_destroy(request);
     if (status != OXS_OK)
@@ -1288,7 +1309,7 @@ static void test_encode_infer_round_trip(void **state)
         "\"id\":\"req-7\",\"outputs\":[{\"name\":\"y_int64\"}],");
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
-    oxs_json_encode_infer(&out, response);
+    encode_json(&out, response);
     assert_string_equal(oxs_buf_cstr(&out),
                         "{\"model_name\":\"identity\",\"model_version\":\"1\",\"id\":\"req-7\","
                         "\"outputs\":[{\"name\":\"y_int64\",\"datatype\":\"INT64\",\"shape\":[1,2],"
@@ -1311,7 +1332,7 @@ static void test_encode_infer_every_datatype(void **state)
         "");
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
-    oxs_json_encode_infer(&out, response);
+    encode_json(&out, response);
     const char *text = oxs_buf_cstr(&out);
     assert_true(json_is_valid(out.data, out.len));
     assert_contains(text, "{\"name\":\"y_bool\",\"datatype\":\"BOOL\",\"shape\":[1,2],\"data\":[true,false]}");
@@ -1338,7 +1359,7 @@ static void test_encode_float_reads_back(void **state)
     const float *values = view.data;
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
-    oxs_json_encode_infer(&out, response);
+    encode_json(&out, response);
     const char *text = oxs_buf_cstr(&out);
     const char *cursor = strstr(text, "\"data\":[");
     assert_non_null(cursor);
@@ -1420,7 +1441,7 @@ static void test_encode_float16_every_pattern(void **state)
     identity_body(body, sizeof(body), inputs, "\"outputs\":[{\"name\":\"y_fp16\"},{\"name\":\"y_bf16\"}],");
     free(inputs);
     oxs_request_t *request = new_request(identity);
-    oxs_status_t status = oxs_json_decode_infer(request, body, strlen(body), error, sizeof(error));
+    oxs_status_t status = decode_json(request, body, strlen(body), error, sizeof(error));
     if (status != OXS_OK) {
         oxs_request_destroy(request);
         fail_msg("decode failed (%s): %s", oxs_status_name(status), error);
@@ -1429,7 +1450,7 @@ static void test_encode_float16_every_pattern(void **state)
 
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
-    oxs_json_encode_infer(&out, response);
+    encode_json(&out, response);
     const char *text = oxs_buf_cstr(&out);
     assert_false(out.failed);
     assert_true(json_is_valid(out.data, out.len));
