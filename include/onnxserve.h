@@ -289,8 +289,8 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
                                    void **data, size_t *byte_size, char *error, size_t error_size);
 
 /* Adds a BYTES input (an ONNX string tensor) and returns a buffer of data_size bytes for the
- * caller to fill with the elements in row-major order, each a 4-byte little-endian length and
- * then that many bytes, as the KServe v2 binary extension lays them out. The name and shape are
+ * caller to fill with the elements in row-major order. Each element is a 4-byte little-endian
+ * length and then that many bytes, the layout of the KServe v2 binary extension. The name and shape are
  * checked here; oxs_request_submit checks that the elements fill data_size exactly and that
  * their number matches the shape. Elements may hold any bytes, NUL included. */
 oxs_status_t oxs_request_add_bytes_input(oxs_request_t *request, const char *name,
@@ -298,7 +298,7 @@ oxs_status_t oxs_request_add_bytes_input(oxs_request_t *request, const char *nam
                                          size_t data_size, void **data, char *error,
                                          size_t error_size);
 
-/* Checks that data (size bytes) holds exactly count length-prefixed BYTES elements. On
+/* Checks that data (size bytes) contains exactly count length-prefixed BYTES elements. On
  * OXS_ERR_INVALID_ARGUMENT, *bad_element is the first element that does not fit (count when
  * bytes are left over) and *bad_offset where it starts. Any thread. */
 oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t *bad_element,
@@ -328,7 +328,7 @@ const char *oxs_response_error(const oxs_response_t *response);
 oxs_request_t *oxs_response_request(const oxs_response_t *response);
 
 /* One output tensor of a response. data stays valid until oxs_response_destroy. For BYTES,
- * data holds element_count length-prefixed elements (see oxs_request_add_bytes_input) and
+ * data contains element_count length-prefixed elements (see oxs_request_add_bytes_input) and
  * byte_size is their total size. */
 typedef struct oxs_tensor_view {
     const char *name;

@@ -37,7 +37,7 @@ oxs_json_reply_t *oxs_json_reply_create(oxs_request_t *request, bool binary_all)
  * requested outputs, and sets the request id from "id" unless one was already set. Does not
  * submit. The first json_len bytes of body are the JSON; the rest (len - json_len bytes) is the
  * binary data of the inputs that give parameters.binary_data_size, in their order, which must
- * use it up exactly. On success *reply says how to encode the outputs. */
+ * use it up exactly. On success *reply tells the encoder which outputs go as binary data. */
 oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, size_t len,
                                    size_t json_len, oxs_json_reply_t **reply, char *error,
                                    size_t error_size);
@@ -50,7 +50,7 @@ oxs_status_t oxs_json_decode_predict(oxs_request_t *request, const char *body, s
 
 /* Writes the KServe v2 infer response for a successful response:
  * {"model_name","model_version","id","outputs":[{"name","datatype","shape","data"}]}.
- * Outputs that reply asks for as binary data (reply may be NULL: none) carry
+ * Outputs that reply requests as binary data (reply may be NULL: none) carry
  * "parameters":{"binary_data_size":N} instead of "data", and their bytes follow the JSON in
  * output order; *json_len is then the JSON's length (the Inference-Header-Content-Length),
  * else 0. Returns OXS_ERR_UNSUPPORTED with a message when a BYTES output to be written as JSON

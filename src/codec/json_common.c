@@ -369,7 +369,7 @@ static oxs__number_result_t convert_float16(oxs_datatype_t datatype, const char 
 }
 
 /* Converts an FP32 or FP64 number text straight from yajl's buffer with number.c, which gives
- * strtof's and strtod's bits. Underflow keeps a zero or a subnormal; overflow, the only way a
+ * strtof's and strtod's bits. Underflow keeps a zero or a subnormal. Overflow, the only way a
  * JSON number becomes infinite, is out of range. */
 static oxs__number_result_t convert_float(oxs_datatype_t datatype, const char *text, size_t len,
                                           void *buffer, size_t index)
@@ -486,7 +486,7 @@ oxs__number_result_t oxs__json_convert_number(oxs_request_t *request, oxs_dataty
     char *copy = small;
     if (len >= sizeof(small)) {
         /* An integer of 64 digits is out of every integer range. An FP16 or BF16 value may
-         * legitimately be written with that many digits; it gets a scratch copy. */
+         * legitimately be written with that many digits, so it gets a scratch copy. */
         if (!is_float)
             return OXS__NUMBER_OUT_OF_RANGE;
         copy = oxs_request_scratch(request, len + 1);

@@ -49,7 +49,7 @@ typedef enum output_key { OUTPUT_NAME, OUTPUT_PARAMETERS, OUTPUT_OTHER } output_
 /* The object a "parameters" object belongs to. */
 typedef enum params_owner { OWNER_ROOT, OWNER_INPUT, OWNER_OUTPUT } params_owner_t;
 
-/* The parameters the decoder reads; others are ignored. Each owner accepts one of them. */
+/* The parameters the decoder reads. Others are ignored, and each owner accepts one of them. */
 typedef enum param_key {
     PARAM_BINARY_DATA_OUTPUT, /* root: every output as binary data */
     PARAM_BINARY_DATA_SIZE,   /* input: its data follows the JSON, this many bytes */

@@ -68,7 +68,8 @@ static void write_cstring(oxs_buf_t *out, const char *text)
 
 /* ---- numbers --------------------------------------------------------------------------------- */
 
-/* Writes an integer in decimal; snprintf's format parsing costs more than the digits. */
+/* Writes an integer in decimal without snprintf, whose format parsing costs more than the
+ * digits. */
 static void write_u64(oxs_buf_t *out, uint64_t value)
 {
     char digits[20];
@@ -209,7 +210,7 @@ static void write_shape(oxs_buf_t *out, const int64_t *dims, int rank)
 
 /* ---- responses ----------------------------------------------------------------------------- */
 
-/* Returns true when reply asks for the output at model index as binary data. */
+/* Returns true when reply requests the output at model index as binary data. */
 static bool wants_binary(const oxs_json_reply_t *reply, int index)
 {
     if (reply == NULL)

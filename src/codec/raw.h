@@ -9,10 +9,10 @@
 
 #include "onnxserve.h"
 
-/* Adds the model's only input to request, its shape taken from the model: every dim but the
- * first must be known, and the first, when dynamic, is the batch size that the body's length
- * gives (for BYTES, the number of length-prefixed elements). Errors name the input, the
- * unknown dims or the sizes that do not fit. Does not submit. */
+/* Adds the model's only input to request, with the shape taken from the model. Every dim but
+ * the first must be known. A dynamic first dim is the batch size that the body's length gives
+ * (for BYTES, the number of length-prefixed elements). Errors name the input, the unknown dims
+ * or the sizes that do not fit. Does not submit. */
 oxs_status_t oxs_raw_decode_infer(oxs_request_t *request, const char *body, size_t len,
                                   char *error, size_t error_size);
 

@@ -202,7 +202,7 @@ static oxs_status_t attach_input(oxs_request_t *request, int index, oxs_datatype
     return OXS_OK;
 }
 
-/* Writes the shape of a checked input as text for a size message. */
+/* Fails with TOO_LARGE, naming the input, its shape and the per-tensor byte limit. */
 static oxs_status_t fail_too_large(const oxs_request_t *request, int index, const int64_t *shape,
                                    int rank, char *error, size_t error_size)
 {
@@ -279,7 +279,7 @@ oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t
     return at == size ? OXS_OK : OXS_ERR_INVALID_ARGUMENT;
 }
 
-/* Checks that a BYTES input's buffer holds exactly its element count of length-prefixed
+/* Checks that a BYTES input's buffer contains exactly its element count of length-prefixed
  * elements. */
 static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__input_t *input,
                                       char *error, size_t error_size)
