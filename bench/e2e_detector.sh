@@ -18,6 +18,8 @@ rounds=${2:-15}
 model=${ONNXSERVE_MODELS:-$HOME/.cache/onnxserve/models}/ch_PP-OCRv4_det_infer.onnx
 [[ -f "$model" ]] || { echo "model not found: $model (run scripts/fetch-deps.sh)" >&2; exit 1; }
 cmake --build "$build" --target onnxserve bench_e2e_detector -j2 >/dev/null
+# Other work on a shared machine shows up in every timing, so the record keeps the load.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cpus=$(nproc)
 server_cpu=$((cpus - 1))
@@ -62,7 +64,7 @@ cat >"$work/section" <<SECTION
 ## End-to-end latency of the PaddleOCR detector (bench/e2e_detector.sh)
 
 Run on $(date -u +%Y-%m-%d), $cpu, $cpus cores, $memory, Linux $(uname -r), onnxserve
-$commit, $(basename "$build") build:
+$commit, $(basename "$build") build, load average $load_before before the run:
 
 \`\`\`
 $result
@@ -70,14 +72,16 @@ $result
 
 Compute is ONNX Runtime's \`Run\` in the benchmark's own process through libonnxserve, whose
 default options match the server's default session settings (one intra-op thread, all graph
-optimizations, memory arena and memory pattern on); it is the baseline of both ratios. The goals
-are at most 1.3x compute with JSON and at most 1.05x with the binary extension. A request's time
-runs from its first byte sent to its last byte received, with the request built beforehand. The
-server parts come from its request log line: \`latency_us\` runs from the first parsed request
-byte to the response ready to write, so latency minus the upload, queue and compute is decoding,
-encoding and the hand-offs between the I/O thread and the worker. The response transfer is the
-client's total minus that latency. The in-process codec line times the same JSON request body
-and the same output through the server's codec, on the server's CPU.
+optimizations, memory arena and memory pattern on). It is the baseline of the goals: at most 1.3x
+compute with JSON and at most 1.05x with the binary extension. "paired" is the median, over
+requests, of each request's time over the compute time the server logged for that request, so
+it shows the transport overhead without the drift of compute times on a shared machine. A
+request's time runs from its first byte sent to its last byte received, with the request built
+beforehand. The server parts come from its request log line, whose \`latency_us\` runs from the
+first parsed request byte to the response ready to write. Latency minus the upload, queue and
+compute is decoding, encoding and the hand-offs between the I/O thread and the worker, and the
+client's total minus the latency is the response transfer. The in-process codec line times the
+server's codec on the same request bodies and the same output, on the server's CPU.
 <!-- e2e_detector:end -->
 SECTION
 
