@@ -86,7 +86,7 @@ class BinaryTest(harness.ServerTestCase):
         cls.repo = harness.make_repository(
             os.path.join(cls.tempdir.name, "repo"),
             {name: os.path.join(data, name + ".onnx")
-             for name in ("identity", "scale", "strings", "matrix")})
+             for name in ("identity", "scale", "strings", "matrix", "scalar")})
 
     @classmethod
     def tearDownClass(cls):
@@ -294,6 +294,29 @@ class BinaryTest(harness.ServerTestCase):
         for model, body, phrases in cases:
             with self.subTest(model=model, size=len(body)):
                 self.expect_error(self.post(model, body, header), phrases, f"raw body for {model}")
+
+    def test_scalar_three_ways(self):
+        """A rank-0 tensor has one element: JSON [v], 4 binary bytes, or a 4-byte raw body."""
+        response = self.server.post_json("/v2/models/scalar/infer", {
+            "inputs": [{"name": "x", "shape": [], "datatype": "FP32", "data": [1.5]}]})
+        self.assertStatus(response, 200)
+        self.assertEqual(response.json()["outputs"][0]["shape"], [])
+        self.assertEqual(response.json()["outputs"][0]["data"], [3])
+
+        document = {"inputs": [{"name": "x", "shape": [], "datatype": "FP32",
+                                "parameters": {"binary_data_size": 4}}],
+                    "parameters": {"binary_data_output": True}}
+        reply, blobs = split_reply(self.post_binary("scalar", document, [wire(np.float32, [2])]))
+        self.assertEqual(blobs["y"], wire(np.float32, [4]))
+
+        response = self.post("scalar", wire(np.float32, [-1]),
+                             {"Inference-Header-Content-Length": "0"})
+        reply, blobs = split_reply(response)
+        self.assertEqual(blobs["y"], wire(np.float32, [-2]))
+
+        response = self.server.post_json("/v2/models/scalar/infer", {
+            "inputs": [{"name": "x", "shape": [], "datatype": "FP32", "data": [1, 2]}]})
+        self.expect_error(response, ['"x"', "more than 1 values"], "two values for a scalar")
 
     def test_predict_refuses_binary(self):
         response = self.server.request("POST", "/predict", b'{"data":[1,2,3,4]}',

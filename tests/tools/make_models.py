@@ -117,6 +117,18 @@ def make_matrix(outdir):
          "matrix")
 
 
+def make_scalar(outdir):
+    """scalar: y = 2 * x on a rank-0 float x."""
+    two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])], "scalar",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        initializer=[two])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), outdir,
+         "scalar")
+
+
 def make_repository(outdir, names):
     repo = os.path.join(outdir, "repo")
     for name in names:
@@ -140,6 +152,7 @@ def main():
     make_slow(outdir)
     make_strings(outdir)
     make_matrix(outdir)
+    make_scalar(outdir)
     make_repository(outdir, ["identity", "scale", "slow"])
     return 0
 
