@@ -242,6 +242,35 @@ static bool number_scan(const char *text, size_t len, number_scan_t *scan)
     return i == len;
 }
 
+/* Computes the scanned magnitude rounded once to double, with SSE arithmetic, which is much
+ * faster than x87 long double: a mantissa below 2^53 and 10^|exponent| up to 10^22 are both
+ * exact doubles, so the one product or quotient is the correctly rounded value. Returns false
+ * outside that range. */
+static bool fast_double(const number_scan_t *scan, double *out)
+{
+    if (scan->truncated || scan->mantissa > (UINT64_C(1) << 53) || scan->exponent < -22 ||
+        scan->exponent > 22)
+        return false;
+
+    double value = (double)scan->mantissa;
+    if (scan->exponent < 0)
+        value /= d_pow10[-scan->exponent - DPOW10_MIN];
+    else
+        value *= d_pow10[scan->exponent - DPOW10_MIN];
+    *out = value;
+    return true;
+}
+
+/* Tells whether narrowing value, a normal double or zero, to float rounds as the exact decimal
+ * would. Every float midpoint is a double, and rounding to double is monotonic, so a double
+ * that is not itself a midpoint lies on the same side of each midpoint as the exact value. */
+static bool double_narrows_once(double value)
+{
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof(bits));
+    return (bits & ((UINT64_C(1) << 29) - 1)) != (UINT64_C(1) << 28);
+}
+
 /* Computes the scanned magnitude rounded once to long double. Returns false outside the range
  * where both operands are exact. */
 static bool fast_long_double(const number_scan_t *scan, long double *out)
@@ -292,6 +321,10 @@ oxs__number_status_t oxs__number_parse_f64(const char *text, size_t len, double 
     if (len >= PARSE_COPY_MAX || !number_scan(text, len, &scan))
         return OXS__NUMBER_INVALID;
 
+    if (fast_double(&scan, &value)) {
+        *out = scan.negative ? -value : value;
+        return OXS__NUMBER_PARSED;
+    }
     /* The fast range, 1e-27 to 1.9e46, is inside the normal doubles. */
     if (fast_long_double(&scan, &wide) && narrows_once(wide, 11)) {
         value = (double)wide;
@@ -315,10 +348,19 @@ oxs__number_status_t oxs__number_parse_f32(const char *text, size_t len, float *
     number_scan_t scan;
     char copy[PARSE_COPY_MAX];
     long double wide;
+    double narrow;
     float value;
 
     if (len >= PARSE_COPY_MAX || !number_scan(text, len, &scan))
         return OXS__NUMBER_INVALID;
+
+    if (fast_double(&scan, &narrow) &&
+        (narrow == 0 || (narrow >= FLT_MIN && narrow <= FLT_MAX)) &&
+        double_narrows_once(narrow)) {
+        value = (float)narrow;
+        *out = scan.negative ? -value : value;
+        return OXS__NUMBER_PARSED;
+    }
 
     /* Subnormal floats keep fewer bits, and values past FLT_MAX may overflow: strtof decides. */
     if (fast_long_double(&scan, &wide) && (wide == 0 || (wide >= FLT_MIN && wide <= FLT_MAX)) &&
@@ -528,14 +570,17 @@ static size_t search_shortest(const void *target, bool is_f32, int decimal_expon
     if (!found)
         return 0;
 
-    /* Most computed values need all max_digits or one fewer: try one fewer before bisecting. */
-    found = is_f32 ? find_digits_f32(target, best_exponent + 1, &digits)
-                   : find_digits_f64(target, best_exponent + 1, &digits);
-    if (!found)
-        return write_decimal(best_digits, best_exponent, out);
-    high--;
-    best_digits = digits;
-    best_exponent++;
+    /* Most computed values need all max_digits or one or two fewer: step down twice before
+     * bisecting the rest. */
+    for (int step = 0; step < 2; step++) {
+        found = is_f32 ? find_digits_f32(target, best_exponent + 1, &digits)
+                       : find_digits_f64(target, best_exponent + 1, &digits);
+        if (!found)
+            return write_decimal(best_digits, best_exponent, out);
+        high--;
+        best_digits = digits;
+        best_exponent++;
+    }
 
     while (low < high) {
         int middle = low + (high - low) / 2;
