@@ -175,7 +175,7 @@ class BinaryTest(harness.ServerTestCase):
         self.assertEqual((output["datatype"], output["shape"]), ("BYTES", [len(texts)]))
         self.assertEqual(output["data"], texts)
 
-        # Nested data and a zero-element tensor.
+        # A zero-element tensor.
         response = self.server.post_json("/v2/models/strings/infer", {
             "inputs": [{"name": "text", "shape": [0], "datatype": "BYTES", "data": []}]})
         self.assertStatus(response, 200)
