@@ -58,13 +58,16 @@ stop_server
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 memory=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
-commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null; then
+  commit="$commit with uncommitted changes in its sources"
+fi
 cat >"$work/section" <<SECTION
 <!-- e2e_detector:begin -->
 ## End-to-end latency of the PaddleOCR detector (bench/e2e_detector.sh)
 
 Run on $(date -u +%Y-%m-%d), $cpu, $cpus cores, $memory, Linux $(uname -r), onnxserve
-$commit, $(basename "$build") build, load average $load_before before the run:
+$commit, built in \`$build\`, load average $load_before before the run:
 
 \`\`\`
 $result
@@ -80,8 +83,10 @@ request's time runs from its first byte sent to its last byte received, with the
 beforehand. The server parts come from its request log line, whose \`latency_us\` runs from the
 first parsed request byte to the response ready to write. Latency minus the upload, queue and
 compute is decoding, encoding and the hand-offs between the I/O thread and the worker, and the
-client's total minus the latency is the response transfer. The in-process codec line times the
-server's codec on the same request bodies and the same output, on the server's CPU.
+client's total minus the latency is the response transfer. The server reads the body while the
+client sends it, so the split between the upload and the server's part is approximate. The
+in-process codec line times the server's codec on the same request bodies and the same output,
+on the server's CPU.
 <!-- e2e_detector:end -->
 SECTION
 
