@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libuv1-dev libhttp-parser-dev libyajl-dev libcmocka-dev libjansson-dev
-  python3-onnx python3-numpy imagemagick fonts-dejavu-core
+  python3-onnx python3-numpy libonnx-testdata imagemagick fonts-dejavu-core
   clang libclang-rt-14-dev
   openssl curl
 )
