@@ -92,13 +92,17 @@ static void write_i64(oxs_buf_t *out, int64_t value)
 }
 
 /* Writes NaN and infinities as the JSON strings "NaN", "Infinity" and "-Infinity", which the
- * decoder accepts for them. Returns false, writing nothing, for a finite value. */
+ * decoder accepts for them, and negative zero as -0.0, because JSON parsers that read -0 as an
+ * integer (Python's json does) drop its sign. Returns false, writing nothing, for any other
+ * value. */
 static bool write_special(oxs_buf_t *out, double value)
 {
     if (isnan(value))
         oxs_buf_puts(out, "\"NaN\"");
     else if (isinf(value))
         oxs_buf_puts(out, value < 0 ? "\"-Infinity\"" : "\"Infinity\"");
+    else if (value == 0 && signbit(value))
+        oxs_buf_puts(out, "-0.0");
     else
         return false;
     return true;

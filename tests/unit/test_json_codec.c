@@ -1340,7 +1340,7 @@ static void test_encode_infer_every_datatype(void **state)
     assert_contains(text, "\"data\":[-128]");
     assert_contains(text, "\"name\":\"y_fp32\",\"datatype\":\"FP32\",\"shape\":[1,3],\"data\":[0.1,3.4028235e+38,1e-45]");
     assert_contains(text, "\"name\":\"y_fp64\",\"datatype\":\"FP64\",\"shape\":[1,2],\"data\":[0.1,5e-324]");
-    assert_contains(text, "\"name\":\"y_fp16\",\"datatype\":\"FP16\",\"shape\":[1,4],\"data\":[0.1,65500,-0,6e-08]");
+    assert_contains(text, "\"name\":\"y_fp16\",\"datatype\":\"FP16\",\"shape\":[1,4],\"data\":[0.1,65500,-0.0,6e-08]");
     assert_contains(text, "\"name\":\"y_bf16\",\"datatype\":\"BF16\",\"shape\":[1,3],\"data\":[0.1,-3.39e+38,9e-41]");
     assert_false(strstr(text, "\"id\"") != NULL); /* no id in the body or set by the caller */
     oxs_buf_free(&out);
