@@ -127,6 +127,7 @@ typedef struct decoder {
     const oxs_model_t *model;
     const char *body;
     size_t body_len;
+    yajl_handle parser; /* for the position of the string being read */
     oxs__msg_t msg;
     oxs_status_t status; /* first error raised by a callback */
 
@@ -479,7 +480,7 @@ static int fail_value_type(decoder_t *d, value_kind_t kind, const char *text, si
         oxs__msg_printf(msg, " for %s: expected a number or one of the strings \"NaN\", "
                         "\"Infinity\", \"-Infinity\"", oxs_datatype_name(in->datatype));
     else
-        oxs__msg_printf(msg, " for %s: expected a number", oxs_datatype_name(in->datatype));
+        oxs__msg_printf(msg, " for %s: expected an integer", oxs_datatype_name(in->datatype));
     return 0;
 }
 
@@ -728,8 +729,12 @@ static int take_binary_input(decoder_t *d)
     if ((uint64_t)in->binary_size > left)
         return fail(d, OXS_ERR_INVALID_ARGUMENT,
                     "input \"%s\": parameters.binary_data_size is %" PRId64 ", but only %zu "
-                    "bytes of binary data remain after the JSON header and earlier inputs",
-                    in->name, in->binary_size, left);
+                    "bytes of binary data remain after the JSON header and earlier inputs%s",
+                    in->name, in->binary_size, left,
+                    d->binary_len == 0 ? "; binary data follows the JSON header only when the "
+                                         "Inference-Header-Content-Length header gives its "
+                                         "length"
+                                       : "");
 
     const char *source = d->binary + d->binary_used;
     size_t byte_size = 0;
@@ -781,7 +786,10 @@ static int on_input_end(decoder_t *d)
         if (!present[i]) {
             char label[128];
             input_label(d, label, sizeof(label));
-            return fail(d, OXS_ERR_INVALID_ARGUMENT, "%s: missing \"%s\"", label, required[i]);
+            return fail(d, OXS_ERR_INVALID_ARGUMENT, "%s: missing \"%s\"%s", label, required[i],
+                        i == 3 ? ", or parameters.binary_data_size with the data after the "
+                                 "JSON header"
+                               : "");
         }
     }
 
@@ -898,7 +906,10 @@ static int on_param_scalar(decoder_t *d, value_kind_t kind, const char *text, si
         if (problem != NULL) {
             oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
             oxs__msg_printf(msg, "%s: value ", path);
-            oxs__msg_value(msg, text, len);
+            if (kind == VALUE_STRING)
+                oxs__msg_quote(msg, text, len);
+            else
+                oxs__msg_value(msg, text, len);
             oxs__msg_printf(msg, " %s, expected a byte count in [0, %" PRId64 "]", problem,
                             INT64_MAX);
             return 0;
@@ -1218,19 +1229,99 @@ static int cb_number(void *context, const char *text, size_t len)
     return d->skip_depth > 0 ? 1 : on_scalar(d, VALUE_NUMBER, text, len);
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* Reads the 4 hex digits of a \u escape at text; returns -1 when they are not hex. */
+static long escape_unit(const char *text)
+{
+    long unit = 0;
+    for (int i = 0; i < 4; i++) {
+        int digit = hex_digit(text[i]);
+        if (digit < 0)
+            return -1;
+        unit = unit * 16 + digit;
+    }
+    return unit;
+}
+
+/* Finds a \u escape of a high surrogate (D800-DBFF) that no low surrogate (DC00-DFFF) follows
+ * in the raw JSON string text[0..len), quotes excluded. yajl writes "?" for one instead of
+ * failing, so the decoder checks the raw text itself. Returns the escape's offset, or len. */
+static size_t find_lone_surrogate(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\')
+            continue;
+        if (text[i + 1] != 'u' || i + 6 > len) {
+            i++; /* a two-character escape such as \\ or \" */
+            continue;
+        }
+        long unit = escape_unit(text + i + 2);
+        if (unit >= 0xD800 && unit <= 0xDBFF) {
+            long next = i + 12 <= len && text[i + 6] == '\\' && text[i + 7] == 'u'
+                            ? escape_unit(text + i + 8)
+                            : -1;
+            if (next < 0xDC00 || next > 0xDFFF)
+                return i;
+            i += 6; /* the pair's low half */
+        }
+        i += 5;
+    }
+    return len;
+}
+
+/* Returns the raw text of the string token yajl just read, without its quotes, from the
+ * position yajl has reached in the body. */
+static bool raw_string(const decoder_t *d, const char **text, size_t *len)
+{
+    size_t end = yajl_get_bytes_consumed(d->parser);
+    if (end < 2 || end > d->body_len || d->body[end - 1] != '"')
+        return false;
+    /* The opening quote is the first one back that an even number of backslashes precedes. */
+    for (size_t at = end - 1; at-- > 0;) {
+        if (d->body[at] != '"')
+            continue;
+        size_t slashes = 0;
+        while (slashes < at && d->body[at - 1 - slashes] == '\\')
+            slashes++;
+        if (slashes % 2 == 0) {
+            *text = d->body + at + 1;
+            *len = end - 1 - (at + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Fails for a string that is not valid UTF-8, naming where it sits. yajl's own check is off,
  * so that an element of BYTES data can be named by its index. */
-static int fail_utf8(decoder_t *d, size_t bad_byte)
+static int fail_utf8(decoder_t *d, size_t bad_byte, bool surrogate)
 {
+    char problem[160];
+    if (surrogate)
+        snprintf(problem, sizeof(problem),
+                 "is not valid UTF-8: the \\u escape at byte %zu of its JSON text is a high "
+                 "surrogate without a low surrogate after it", bad_byte);
+    else
+        snprintf(problem, sizeof(problem), "is not valid UTF-8 (byte %zu of the string)",
+                 bad_byte);
+
     char field[128];
     switch (d->where) {
     case WHERE_DATA: {
         input_state_t *in = &d->in;
         input_label(d, field, sizeof(field));
         return fail(d, OXS_ERR_INVALID_ARGUMENT,
-                    "%s: data value at index %zu is not valid UTF-8 (byte %zu of the string); "
-                    "send BYTES that are not text with the binary data extension",
-                    field, in->tensor_started ? in->index : in->value_count, bad_byte);
+                    "%s: data value at index %zu %s; send BYTES that are not text with the "
+                    "binary data extension",
+                    field, in->tensor_started ? in->index : in->value_count, problem);
     }
     case WHERE_ROOT_VALUE:
         snprintf(field, sizeof(field), "%s", d->root_key < ROOT_OTHER ? root_keys[d->root_key] : "request body");
@@ -1249,8 +1340,7 @@ static int fail_utf8(decoder_t *d, size_t bad_byte)
         snprintf(field, sizeof(field), "request body");
         break;
     }
-    return fail(d, OXS_ERR_INVALID_ARGUMENT,
-                "%s: a string is not valid UTF-8 (byte %zu of the string)", field, bad_byte);
+    return fail(d, OXS_ERR_INVALID_ARGUMENT, "%s: a string %s", field, problem);
 }
 
 static int cb_string(void *context, const unsigned char *text, size_t len)
@@ -1260,7 +1350,17 @@ static int cb_string(void *context, const unsigned char *text, size_t len)
         return 1;
     size_t bad = oxs__utf8_check((const char *)text, len);
     if (bad < len)
-        return fail_utf8(d, bad);
+        return fail_utf8(d, bad, false);
+
+    /* A string yajl unescaped lives outside the body: check its escapes in the raw text. */
+    const char *raw = NULL;
+    size_t raw_len = 0;
+    bool in_body = (const char *)text >= d->body && (const char *)text <= d->body + d->body_len;
+    if (!in_body && memchr(text, '?', len) != NULL && raw_string(d, &raw, &raw_len)) {
+        size_t lone = find_lone_surrogate(raw, raw_len);
+        if (lone < raw_len)
+            return fail_utf8(d, lone, true);
+    }
     return on_scalar(d, VALUE_STRING, (const char *)text, len);
 }
 
@@ -1363,10 +1463,17 @@ oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, siz
         return OXS_ERR_OUT_OF_MEMORY;
     }
     yajl_config(parser, yajl_dont_validate_strings, 1); /* fail_utf8 checks instead */
+    d->parser = parser;
 
     oxs_status_t status = oxs__json_parse(parser, body, json_len, error, error_size);
     if (status == OXS_ERR_INTERNAL && d->status != OXS_OK)
         status = d->status;
+    else if (status == OXS_ERR_INVALID_ARGUMENT && json_len < len && error_size > 0) {
+        size_t used = strnlen(error, error_size - 1);
+        snprintf(error + used, error_size - used,
+                 " (the JSON header is the first %zu bytes, from Inference-Header-Content-Length)",
+                 json_len);
+    }
     yajl_free(parser); /* returns nothing to the system: the arena owns the memory */
     if (status == OXS_OK && d->binary_used != d->binary_len) {
         oxs__msg_printf(&msg,

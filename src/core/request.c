@@ -279,6 +279,21 @@ oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t
     return at == size ? OXS_OK : OXS_ERR_INVALID_ARGUMENT;
 }
 
+/* Checks that every element of a BOOL input is 0 or 1. Binary data could carry any byte, and
+ * ONNX Runtime defines only these two for bool. */
+static oxs_status_t check_bool_input(const oxs_request_t *request, const oxs__input_t *input,
+                                     char *error, size_t error_size)
+{
+    const unsigned char *bytes = input->data;
+    for (size_t i = 0; i < input->byte_size; i++) {
+        if (bytes[i] > 1)
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "input \"%s\": BOOL element %zu is the byte %u, expected 0 or 1",
+                             request->model->inputs[input->index].info.name, i, bytes[i]);
+    }
+    return OXS_OK;
+}
+
 /* Checks that a BYTES input's buffer contains exactly its element count of length-prefixed
  * elements. */
 static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__input_t *input,
@@ -297,6 +312,11 @@ static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__i
                          "input \"%s\": BYTES data has %zu bytes, but its %zu elements end "
                          "after %zu",
                          name, input->byte_size, input->element_count, offset);
+    if (left == 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": BYTES data has %zu bytes, which hold %zu elements, but "
+                         "the shape needs %zu",
+                         name, input->byte_size, element, input->element_count);
     if (left < 4)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "input \"%s\": BYTES data has %zu bytes and ends inside the length of "
@@ -344,12 +364,13 @@ oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback
     if (callback == NULL)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size, "callback is required");
     for (size_t i = 0; i < request->input_count; i++) {
-        if (request->inputs[i].datatype == OXS_DT_BYTES) {
-            oxs_status_t status = check_bytes_input(request, &request->inputs[i], error,
-                                                    error_size);
-            if (status != OXS_OK)
-                return status;
-        }
+        oxs_status_t status = OXS_OK;
+        if (request->inputs[i].datatype == OXS_DT_BYTES)
+            status = check_bytes_input(request, &request->inputs[i], error, error_size);
+        else if (request->inputs[i].datatype == OXS_DT_BOOL)
+            status = check_bool_input(request, &request->inputs[i], error, error_size);
+        if (status != OXS_OK)
+            return status;
     }
     if (request->input_count != model->input_count) {
         for (size_t i = 0; i < model->input_count; i++) {

@@ -305,7 +305,7 @@ static void handle_server_metadata(oxs__http_exchange_t *exchange)
     exchange->status = 200;
     oxs_buf_puts(exchange->out, "{\"name\":\"onnxserve\",\"version\":");
     oxs_json_write_string(exchange->out, OXS_VERSION, strlen(OXS_VERSION));
-    oxs_buf_puts(exchange->out, ",\"extensions\":[]}");
+    oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\"]}");
 }
 
 static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool ok)

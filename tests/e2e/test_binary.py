@@ -206,6 +206,36 @@ class BinaryTest(harness.ServerTestCase):
         self.expect_error(response, ['input "text"', "index 2", "not valid UTF-8"],
                           "invalid UTF-8 in a BYTES element")
 
+    def test_lone_surrogate_escape_rejected(self):
+        """yajl turns an unpaired high surrogate escape into "?", so the server checks it."""
+        for texts, phrases in [
+            (r'["a","\ud800","c"]', ['input "text"', "index 1", "high surrogate"]),
+            (r'["\ud83dx"]', ['input "text"', "index 0", "high surrogate"]),
+            (r'["\udc00"]', ['input "text"', "index 0", "not valid UTF-8"]),
+        ]:
+            with self.subTest(texts):
+                body = ('{"inputs":[{"name":"text","shape":[%d],"datatype":"BYTES","data":%s}]}'
+                        % (texts.count(",") + 1, texts)).encode()
+                response = self.post("strings", body, {"Content-Type": "application/json"})
+                self.expect_error(response, phrases, f"BYTES {texts}")
+        response = self.post("strings", rb'{"id":"\ud800","inputs":[]}',
+                             {"Content-Type": "application/json"})
+        self.expect_error(response, ["id:", "high surrogate"], "lone surrogate in id")
+        # A valid pair and a literal question mark both pass.
+        response = self.server.post_json("/v2/models/strings/infer", {
+            "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                        "data": ["\U0001f600?", "what?\n"]}]})
+        self.assertStatus(response, 200)
+        self.assertEqual(response.json()["outputs"][0]["data"], ["\U0001f600?", "what?\n"])
+
+    def test_bool_bytes_checked(self):
+        document = {"inputs": [], "parameters": {"binary_data_output": True}}
+        inputs, chunks = self.identity_inputs(True)
+        chunks[0] = bytes([1, 0, 2, 1, 0, 0])
+        document["inputs"] = inputs
+        self.expect_error(self.post_binary("identity", document, chunks),
+                          ['"x_bool"', "element 2", "byte 2", "0 or 1"], "BOOL byte 2")
+
     def test_bytes_length_prefixes_checked(self):
         cases = [
             ("prefix past the end", struct.pack("<I", 100) + b"abc", 1,
@@ -213,6 +243,8 @@ class BinaryTest(harness.ServerTestCase):
             ("bytes left over", bytes_wire([b"ab"]) + b"zz", 1,
              ['"text"', "8 bytes", "end after 6"]),
             ("too few elements", bytes_wire([b"ab"]), 2,
+             ['"text"', "6 bytes", "hold 1 elements", "needs 2"]),
+            ("cut inside a length", bytes_wire([b"ab"]) + b"\x01", 2,
              ['"text"', "inside the length of element 1", "needs 2 elements"]),
         ]
         for label, raw, count, phrases in cases:
@@ -243,7 +275,7 @@ class BinaryTest(harness.ServerTestCase):
             ("negative size", self.scale_document(-1), [],
              ["inputs[0].parameters.binary_data_size", "-1"]),
             ("size as a string", self.scale_document("16"), [four],
-             ["inputs[0].parameters.binary_data_size", "expected a byte count"]),
+             ["inputs[0].parameters.binary_data_size", '"16"', "expected a byte count"]),
         ]
         for label, document, chunks, phrases in cases:
             with self.subTest(label):
@@ -261,8 +293,15 @@ class BinaryTest(harness.ServerTestCase):
     def test_binary_without_header(self):
         document = self.scale_document(16)
         response = self.server.post_json("/v2/models/scale/infer", document)
-        self.expect_error(response, ['"x"', "binary_data_size is 16", "only 0 bytes"],
+        self.expect_error(response, ['"x"', "binary_data_size is 16", "only 0 bytes",
+                                     "Inference-Header-Content-Length"],
                           "binary_data_size without binary data")
+
+    def test_header_cutting_json(self):
+        body = b'{"inputs":[]}' + b"\x00" * 4
+        response = self.post("scale", body, {"Inference-Header-Content-Length": "5"})
+        self.expect_error(response, ["invalid JSON", "first 5 bytes",
+                                     "Inference-Header-Content-Length"], "header cuts the JSON")
 
     # ---- raw bodies --------------------------------------------------------------------------
 

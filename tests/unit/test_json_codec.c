@@ -968,10 +968,10 @@ static void test_error_wrong_value_type(void **state)
     expect_input_error("{\"data\":[\"NaN\"],\"name\":\"x_int32\",\"shape\":[1,1],\"datatype\":\"INT32\"}",
                        OXS_ERR_INVALID_ARGUMENT,
                        "input \"x_int32\": value \"NaN\" at index 0 is not valid for INT32: expected "
-                       "a number");
+                       "an integer");
     expect_input_error("{\"datatype\":\"INT8\",\"data\":[\"NaN\"],\"name\":\"x_int8\"}",
                        OXS_ERR_INVALID_ARGUMENT,
-                       "value \"NaN\" at index 0 is not valid for INT8: expected a number");
+                       "value \"NaN\" at index 0 is not valid for INT8: expected an integer");
     /* Only the exact spellings stand for NaN and the infinities. */
     const char *const near_misses[] = {"nan", "NAN", "inf", "Inf", "infinity", "+Infinity",
                                        " NaN", "NaN ", "-NaN", ""};
