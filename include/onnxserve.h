@@ -35,7 +35,9 @@ extern "C" {
     X(OXS_ERR_OUT_OF_MEMORY, 7, "out of memory")                                \
     X(OXS_ERR_SHUTTING_DOWN, 8, "server is shutting down")                      \
     X(OXS_ERR_RUNTIME, 9, "inference failed")                                   \
-    X(OXS_ERR_INTERNAL, 10, "internal error")
+    X(OXS_ERR_INTERNAL, 10, "internal error")                                  \
+    X(OXS_ERR_TIMEOUT, 11, "deadline passed before the request ran")            \
+    X(OXS_ERR_CANCELED, 12, "request canceled")
 
 typedef enum oxs_status {
 #define OXS__STATUS_ENUM(code, number, message) code = number,
@@ -197,8 +199,16 @@ const char *oxs_model_state_name(oxs_model_state_t state);
 oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64_t version,
                                    const char *path, char *error, size_t error_size);
 
+/* Loads a model like oxs_server_load_model, with the per-model configuration read from
+ * config_path (a config.json; NULL: none). An invalid configuration makes the model
+ * UNAVAILABLE with a message that names the key and the allowed values. */
+oxs_status_t oxs_server_load_model_config(oxs_server_t *server, const char *name,
+                                          int64_t version, const char *path,
+                                          const char *config_path, char *error,
+                                          size_t error_size);
+
 /* Loads every model of a repository folder laid out as NAME/VERSION/model.onnx, the highest
- * version of each. Returns OXS_OK when the folder was read, even if some models failed to load
+ * version of each, with NAME/config.json when present. Returns OXS_OK when the folder was read, even if some models failed to load
  * (they are UNAVAILABLE); the error only reports an unreadable folder. */
 oxs_status_t oxs_server_load_repository(oxs_server_t *server, const char *path, char *error,
                                         size_t error_size);
@@ -256,6 +266,80 @@ typedef struct oxs_model_metadata {
 const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model);
 
 /* ---------------------------------------------------------------------------------------------
+ * Per-model configuration: an optional config.json beside the model's versions, over the
+ * server's options, completed from the model itself (see docs/CONFIGURATION.md).
+ */
+#define OXS_MAX_INSTANCE_GROUPS 8
+#define OXS_MAX_GPUS 16
+#define OXS_MAX_PREFERRED_BATCH_SIZES 16
+#define OXS_MAX_PRIORITY_LEVELS 16
+#define OXS_MAX_POLICY_VERSIONS 64
+#define OXS_MAX_EXECUTION_PROVIDERS 3
+
+typedef enum oxs_instance_kind { OXS_INSTANCE_CPU = 0, OXS_INSTANCE_GPU = 1 } oxs_instance_kind_t;
+
+/* count instances of the model, each an inference thread, on the CPU or on the listed GPUs. */
+typedef struct oxs_instance_group {
+    int count;
+    oxs_instance_kind_t kind;
+    int gpu_count;
+    int gpus[OXS_MAX_GPUS];
+} oxs_instance_group_t;
+
+typedef enum oxs_version_policy {
+    OXS_VERSION_LATEST = 0,   /* the num_versions highest versions */
+    OXS_VERSION_ALL = 1,      /* every version */
+    OXS_VERSION_SPECIFIC = 2, /* the listed versions */
+} oxs_version_policy_t;
+
+typedef enum oxs_execution_provider {
+    OXS_EP_CPU = 0,
+    OXS_EP_CUDA = 1,
+    OXS_EP_TENSORRT = 2,
+} oxs_execution_provider_t;
+
+/* The configuration in effect for a model, every field filled in. */
+typedef struct oxs_model_config {
+    int from_file;                /* 1 when a config.json was read */
+    int max_batch_size;           /* 0: the model has no batch dimension to batch on */
+    int dynamic_batching;         /* 1: requests are batched by the scheduler */
+    int64_t max_queue_delay_us;   /* longest wait for more requests to join a batch */
+    double target_p99_ms;         /* > 0: the delay adapts to keep p99 under this */
+    int preferred_batch_size_count;
+    int preferred_batch_sizes[OXS_MAX_PREFERRED_BATCH_SIZES];
+    int max_queue_size;           /* requests waiting for an instance */
+    int64_t default_timeout_us;   /* queue deadline of requests that give none; 0: none */
+    int priority_levels;          /* 0: one level; else 1 (highest) to priority_levels */
+    int default_priority;
+    int instance_group_count;
+    oxs_instance_group_t instance_groups[OXS_MAX_INSTANCE_GROUPS];
+    int instance_count;           /* the sum of the groups' counts */
+    int allow_cpu_fallback;       /* kind gpu without a usable GPU runs on the CPU */
+    oxs_version_policy_t version_policy;
+    int num_versions;             /* for OXS_VERSION_LATEST */
+    int version_count;            /* for OXS_VERSION_SPECIFIC */
+    int64_t versions[OXS_MAX_POLICY_VERSIONS];
+    int intra_op_threads;         /* 0: the process-wide pool; else the model's own pool */
+    int inter_op_threads;
+    oxs_graph_opt_t graph_optimization;
+    int execution_provider_count; /* in order of preference */
+    oxs_execution_provider_t execution_providers[OXS_MAX_EXECUTION_PROVIDERS];
+    int warmup_random;            /* 1: warm up with inputs generated from the metadata */
+    size_t warmup_count;          /* KServe v2 request bodies run before READY */
+    const char *const *warmup_bodies;
+} oxs_model_config_t;
+
+/* Returns the configuration in effect, or NULL while the model is LOADING or UNAVAILABLE. */
+const oxs_model_config_t *oxs_model_config(const oxs_model_t *model);
+
+/* Returns the names used in config.json: "cpu" or "gpu"; "latest", "all" or "specific";
+ * "cpu", "cuda" or "tensorrt"; "disable", "basic", "extended" or "all". */
+const char *oxs_instance_kind_name(oxs_instance_kind_t kind);
+const char *oxs_version_policy_name(oxs_version_policy_t policy);
+const char *oxs_execution_provider_name(oxs_execution_provider_t provider);
+const char *oxs_graph_opt_name(oxs_graph_opt_t level);
+
+/* ---------------------------------------------------------------------------------------------
  * Requests and responses.
  *
  * Lifetime: oxs_request_create returns a request owned by the caller. oxs_request_submit takes
@@ -311,6 +395,23 @@ size_t oxs_request_input_count(const oxs_request_t *request);
 oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, size_t name_len,
                                     char *error, size_t error_size);
 
+/* Sets the request's priority: 1 is the highest, up to the model's priority_levels; 0 (the
+ * default) uses the model's default_priority. */
+oxs_status_t oxs_request_set_priority(oxs_request_t *request, int priority, char *error,
+                                      size_t error_size);
+
+/* Sets how long the request may wait in the queue, in microseconds; 0 (the default) uses the
+ * model's default_timeout_us. A request still queued at its deadline completes with
+ * OXS_ERR_TIMEOUT without running. */
+oxs_status_t oxs_request_set_timeout_us(oxs_request_t *request, int64_t timeout_us,
+                                        char *error, size_t error_size);
+
+/* Cancels a submitted request: one still queued completes with OXS_ERR_CANCELED without
+ * running, and one running alone has its ONNX Runtime call terminated. The callback runs as
+ * usual. Call it only while the request is owned by the library, that is before its callback
+ * has started; the caller must serialize this against the callback. Any thread. */
+void oxs_request_cancel(oxs_request_t *request);
+
 /* Called once per successfully submitted request, on a worker thread. The receiver owns
  * response. */
 typedef void (*oxs_complete_fn)(void *user, oxs_response_t *response);
@@ -347,6 +448,8 @@ oxs_status_t oxs_response_output(const oxs_response_t *response, size_t index,
 /* Microseconds spent waiting in the queue and running the model. */
 int64_t oxs_response_queue_us(const oxs_response_t *response);
 int64_t oxs_response_compute_us(const oxs_response_t *response);
+/* Returns the rows (dim 0) of the batch the request ran in, its own when it ran alone. */
+int oxs_response_batch_size(const oxs_response_t *response);
 
 /* Frees the response, its request and every tensor buffer, returning buffers to the pools. */
 void oxs_response_destroy(oxs_response_t *response);

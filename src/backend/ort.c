@@ -423,6 +423,7 @@ static oxs_status_t create_session_options(const oxs_model_t *model, OrtSessionO
                                            char *error, size_t error_size)
 {
     const oxs_options_t *options = &model->server->options;
+    const oxs_model_config_t *config = &model->config.config;
     OrtSessionOptions *session_options = NULL;
     OrtStatus *status = ort_api->CreateSessionOptions(&session_options);
     if (status != NULL)
@@ -430,7 +431,7 @@ static oxs_status_t create_session_options(const oxs_model_t *model, OrtSessionO
                            "creating session options failed");
 
     GraphOptimizationLevel level = ORT_ENABLE_ALL;
-    switch (options->graph_optimization) {
+    switch (config->graph_optimization) {
     case OXS_GRAPH_OPT_DISABLE:
         level = ORT_DISABLE_ALL;
         break;
@@ -446,8 +447,17 @@ static oxs_status_t create_session_options(const oxs_model_t *model, OrtSessionO
     }
 
     char optimized_path[4096];
-    if ((status = ort_api->DisablePerSessionThreads(session_options)) != NULL ||
-        (status = ort_api->SetSessionGraphOptimizationLevel(session_options, level)) != NULL ||
+    /* intra_op_threads in config.json gives the model its own pools instead of the global ones. */
+    if (config->intra_op_threads > 0) {
+        if ((status = ort_api->SetIntraOpNumThreads(session_options,
+                                                    config->intra_op_threads)) != NULL ||
+            (status = ort_api->SetInterOpNumThreads(session_options,
+                                                    config->inter_op_threads)) != NULL)
+            goto failed;
+    } else if ((status = ort_api->DisablePerSessionThreads(session_options)) != NULL) {
+        goto failed;
+    }
+    if ((status = ort_api->SetSessionGraphOptimizationLevel(session_options, level)) != NULL ||
         (status = options->enable_mem_arena ? ort_api->EnableCpuMemArena(session_options)
                                             : ort_api->DisableCpuMemArena(session_options)) != NULL ||
         (status = options->enable_mem_pattern ? ort_api->EnableMemPattern(session_options)
@@ -475,6 +485,70 @@ failed:
     return take_status(status, OXS_ERR_INTERNAL, error, error_size, "setting session options failed");
 }
 
+/* Tells whether this ONNX Runtime build has the named execution provider. */
+static bool provider_available(const char *name)
+{
+    char **providers = NULL;
+    int count = 0;
+    OrtStatus *status = ort_api->GetAvailableProviders(&providers, &count);
+    if (status != NULL) {
+        ort_api->ReleaseStatus(status);
+        return false;
+    }
+    bool found = false;
+    for (int i = 0; i < count && !found; i++)
+        found = strcmp(providers[i], name) == 0;
+    status = ort_api->ReleaseAvailableProviders(providers, count);
+    if (status != NULL)
+        ort_api->ReleaseStatus(status);
+    return found;
+}
+
+/* Checks the configuration's providers and GPU groups against this build of ONNX Runtime:
+ * GPU work falls back to the CPU only where the configuration allows it. */
+static oxs_status_t check_providers(oxs_model_t *model, char *error, size_t error_size)
+{
+    oxs_model_config_t *config = &model->config.config;
+    bool cuda = provider_available("CUDAExecutionProvider");
+    bool usable = false;
+    for (int i = 0; i < config->execution_provider_count; i++) {
+        oxs_execution_provider_t provider = config->execution_providers[i];
+        usable = usable || provider == OXS_EP_CPU;
+        if (provider == OXS_EP_CUDA || provider == OXS_EP_TENSORRT) {
+            const char *name = provider == OXS_EP_CUDA ? "CUDAExecutionProvider"
+                                                       : "TensorrtExecutionProvider";
+            /* NOTE: sessions run on the CPU until GPU instances are bound to their devices,
+             * so an available GPU provider is not appended yet. */
+            oxs_log_field_t fields[] = {{.key = "provider", .str = name},
+                                        {.key = "available", .num = provider_available(name)}};
+            oxs__log(model->server, OXS_LOG_WARN, model->name,
+                     "execution provider not used: this build runs models on the CPU", fields, 2);
+        }
+    }
+    if (!usable)
+        return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
+                         "config.json: execution_providers: none of the listed providers can "
+                         "run here; this ONNX Runtime build has cpu only, expected \"cpu\" in "
+                         "the list");
+    for (int g = 0; g < config->instance_group_count; g++) {
+        oxs_instance_group_t *group = &config->instance_groups[g];
+        if (group->kind != OXS_INSTANCE_GPU || cuda)
+            continue;
+        if (!config->allow_cpu_fallback)
+            return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
+                             "config.json: instance_group[%d].kind: gpu, but no GPU is usable: "
+                             "this ONNX Runtime build has no CUDA execution provider; set "
+                             "\"allow_cpu_fallback\": true or \"kind\": \"cpu\"",
+                             g);
+        group->kind = OXS_INSTANCE_CPU;
+        group->gpu_count = 0;
+        oxs_log_field_t fields[] = {{.key = "instance_group", .num = g}};
+        oxs__log(model->server, OXS_LOG_WARN, model->name,
+                 "no usable GPU: instance group runs on the CPU (allow_cpu_fallback)", fields, 1);
+    }
+    return OXS_OK;
+}
+
 oxs_status_t oxs__session_load(oxs_model_t *model, const char *path, char *error,
                                size_t error_size)
 {
@@ -486,6 +560,8 @@ oxs_status_t oxs__session_load(oxs_model_t *model, const char *path, char *error
     model->session = oxs__calloc(&model->server->allocator, 1, sizeof(*model->session));
     if (model->session == NULL)
         return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+    if ((result = check_providers(model, error, error_size)) != OXS_OK)
+        return result;
 
     result = create_session_options(model, &session_options, error, error_size);
     if (result != OXS_OK)
@@ -634,57 +710,118 @@ static OrtStatus *read_string_tensor(oxs_request_t *request, const OrtValue *val
     return NULL;
 }
 
-void oxs__session_run(oxs_request_t *request)
+/* Runs the model on inputs for the model outputs listed in output_indexes and stores the
+ * values, owned by the caller, in values. Name and value arrays come from arena. */
+static OrtStatus *run_values(oxs_model_t *model, const oxs__input_t *inputs, size_t input_count,
+                             const int *output_indexes, size_t output_count,
+                             OrtRunOptions *run_options, oxs__arena_t *arena, OrtValue **values,
+                             bool *out_of_memory)
 {
-    oxs_model_t *model = request->model;
-    oxs_response_t *response = &request->response;
-    size_t input_count = request->input_count;
-    size_t output_count = response->output_count;
     OrtStatus *status = NULL;
+    OrtValue **input_values = oxs__arena_alloc(arena, (input_count + 1) * sizeof(void *));
+    const char **input_names = oxs__arena_alloc(arena, (input_count + 1) * sizeof(void *));
+    const char **output_names = oxs__arena_alloc(arena, (output_count + 1) * sizeof(void *));
+    *out_of_memory = input_values == NULL || input_names == NULL || output_names == NULL;
+    if (*out_of_memory)
+        return NULL;
 
-    /* Name and value arrays live in the request's arena, freed with the request. */
-    OrtValue **input_values = oxs__arena_alloc(&request->arena, (input_count + 1) * sizeof(void *));
-    const char **input_names = oxs__arena_alloc(&request->arena, (input_count + 1) * sizeof(void *));
-    OrtValue **output_values = oxs__arena_alloc(&request->arena, (output_count + 1) * sizeof(void *));
-    const char **output_names = oxs__arena_alloc(&request->arena, (output_count + 1) * sizeof(void *));
-    if (input_values == NULL || input_names == NULL || output_values == NULL || output_names == NULL) {
-        fail_response(request, OXS_ERR_OUT_OF_MEMORY, "model \"%s\": out of memory", model->name);
-        return;
-    }
     for (size_t i = 0; i < input_count; i++)
         input_values[i] = NULL;
-
-    for (size_t i = 0; i < input_count; i++) {
-        oxs__input_t *input = &request->inputs[i];
+    for (size_t i = 0; i < input_count && status == NULL; i++) {
+        const oxs__input_t *input = &inputs[i];
         input_names[i] = model->input_names[input->index];
-        if (input->datatype == OXS_DT_BYTES) {
+        if (input->datatype == OXS_DT_BYTES)
             status = create_string_tensor(input, &input_values[i]);
-            if (status != NULL)
-                break;
-            continue;
-        }
-        status = ort_api->CreateTensorWithDataAsOrtValue(
-            ort_cpu_info, input->data, input->byte_size, input->shape, (size_t)input->rank,
-            onnx_from_datatype(input->datatype), &input_values[i]);
-        if (status != NULL)
-            break;
+        else
+            status = ort_api->CreateTensorWithDataAsOrtValue(
+                ort_cpu_info, input->data, input->byte_size, input->shape, (size_t)input->rank,
+                onnx_from_datatype(input->datatype), &input_values[i]);
     }
-
     for (size_t i = 0; i < output_count; i++) {
-        output_names[i] = model->output_names[response->outputs[i].index];
-        output_values[i] = NULL;
+        output_names[i] = model->output_names[output_indexes[i]];
+        values[i] = NULL;
     }
 
     if (status == NULL)
-        status = ort_api->Run(model->session->session, NULL, input_names,
+        status = ort_api->Run(model->session->session, run_options, input_names,
                               (const OrtValue *const *)input_values, input_count, output_names,
-                              output_count, output_values);
+                              output_count, values);
     for (size_t i = 0; i < input_count; i++)
         if (input_values[i] != NULL)
             ort_api->ReleaseValue(input_values[i]);
+    return status;
+}
 
+/* Fills a view's type and shape from a tensor value. Returns an unsupported-output message in
+ * problem (NULL when fine). */
+static OrtStatus *describe_value(OrtValue *value, oxs_tensor_view_t *view, int64_t *shape,
+                                 const char **problem)
+{
+    OrtTensorTypeAndShapeInfo *info = NULL;
+    int is_tensor = 0;
+    ONNXTensorElementDataType element = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    size_t rank = 0, count = 0;
+    OrtStatus *status;
+
+    *problem = NULL;
+    if ((status = ort_api->IsTensor(value, &is_tensor)) != NULL)
+        return status;
+    if (!is_tensor) {
+        *problem = "is not a tensor, which is not supported";
+        return NULL;
+    }
+    if ((status = ort_api->GetTensorTypeAndShape(value, &info)) != NULL)
+        return status;
+    if ((status = ort_api->GetTensorElementType(info, &element)) == NULL &&
+        (status = ort_api->GetDimensionsCount(info, &rank)) == NULL && rank <= OXS_MAX_DIMS &&
+        (status = ort_api->GetDimensions(info, shape, rank)) == NULL)
+        status = ort_api->GetTensorShapeElementCount(info, &count);
+    ort_api->ReleaseTensorTypeAndShapeInfo(info);
+    if (status != NULL)
+        return status;
+    if (rank > OXS_MAX_DIMS) {
+        *problem = "has more dims than supported";
+        return NULL;
+    }
+    view->datatype = datatype_from_onnx(element);
+    if (view->datatype == OXS_DT_INVALID) {
+        *problem = "has an element type that is not supported";
+        return NULL;
+    }
+    view->rank = (int)rank;
+    view->shape = shape;
+    view->element_count = count;
+    view->byte_size = count * oxs_datatype_size(view->datatype);
+    return NULL;
+}
+
+void oxs__session_run(oxs_request_t *request, void *run_options)
+{
+    oxs_model_t *model = request->model;
+    oxs_response_t *response = &request->response;
+    size_t output_count = response->output_count;
+    bool out_of_memory = false;
+
+    OrtValue **values = oxs__arena_alloc(&request->arena, (output_count + 1) * sizeof(void *));
+    int *indexes = oxs__arena_alloc(&request->arena, (output_count + 1) * sizeof(int));
+    if (values == NULL || indexes == NULL) {
+        fail_response(request, OXS_ERR_OUT_OF_MEMORY, "model \"%s\": out of memory", model->name);
+        return;
+    }
+    for (size_t i = 0; i < output_count; i++)
+        indexes[i] = response->outputs[i].index;
+
+    OrtStatus *status = run_values(model, request->inputs, request->input_count, indexes,
+                                   output_count, run_options, &request->arena, values,
+                                   &out_of_memory);
+    if (out_of_memory) {
+        fail_response(request, OXS_ERR_OUT_OF_MEMORY, "model \"%s\": out of memory", model->name);
+        return;
+    }
     if (status != NULL) {
         oxs_status_t code = status_from_ort(ort_api->GetErrorCode(status));
+        if (request->canceled)
+            code = OXS_ERR_CANCELED;
         fail_response(request, code, "model \"%s\": inference failed: %s", model->name,
                       ort_api->GetErrorMessage(status));
         ort_api->ReleaseStatus(status);
@@ -693,57 +830,23 @@ void oxs__session_run(oxs_request_t *request)
 
     /* The response owns every output value from here; oxs_request_destroy releases them. */
     for (size_t i = 0; i < output_count; i++)
-        response->outputs[i].value = output_values[i];
+        response->outputs[i].value = values[i];
 
     for (size_t i = 0; i < output_count; i++) {
         oxs__output_t *output = &response->outputs[i];
-        OrtValue *value = output_values[i];
-        OrtTensorTypeAndShapeInfo *info = NULL;
-        int is_tensor = 0;
-        ONNXTensorElementDataType element = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-        size_t rank = 0, count = 0;
+        const char *problem = NULL;
         void *data = NULL;
-
-        if ((status = ort_api->IsTensor(value, &is_tensor)) != NULL)
-            break;
-        if (!is_tensor) {
-            fail_response(request, OXS_ERR_UNSUPPORTED,
-                          "model \"%s\": output \"%s\" is not a tensor, which is not supported",
-                          model->name, model->output_names[output->index]);
-            return;
-        }
-        if ((status = ort_api->GetTensorTypeAndShape(value, &info)) != NULL)
-            break;
-        if ((status = ort_api->GetTensorElementType(info, &element)) == NULL &&
-            (status = ort_api->GetDimensionsCount(info, &rank)) == NULL && rank <= OXS_MAX_DIMS &&
-            (status = ort_api->GetDimensions(info, output->shape, rank)) == NULL)
-            status = ort_api->GetTensorShapeElementCount(info, &count);
-        ort_api->ReleaseTensorTypeAndShapeInfo(info);
-        if (status != NULL)
-            break;
-        if (rank > OXS_MAX_DIMS) {
-            fail_response(request, OXS_ERR_UNSUPPORTED,
-                          "model \"%s\": output \"%s\" has more dims than supported",
-                          model->name, model->output_names[output->index]);
-            return;
-        }
-        oxs_datatype_t datatype = datatype_from_onnx(element);
-        if (datatype == OXS_DT_INVALID) {
-            fail_response(request, OXS_ERR_UNSUPPORTED,
-                          "model \"%s\": output \"%s\" has an element type that is not "
-                          "supported yet",
-                          model->name, model->output_names[output->index]);
-            return;
-        }
         output->view.name = model->output_names[output->index];
-        output->view.datatype = datatype;
-        output->view.rank = (int)rank;
-        output->view.shape = output->shape;
-        output->view.element_count = count;
-        if (datatype == OXS_DT_BYTES) {
-            bool out_of_memory = false;
-            if ((status = read_string_tensor(request, value, count, &output->view,
-                                             &out_of_memory)) != NULL)
+        if ((status = describe_value(values[i], &output->view, output->shape, &problem)) != NULL)
+            break;
+        if (problem != NULL) {
+            fail_response(request, OXS_ERR_UNSUPPORTED, "model \"%s\": output \"%s\" %s",
+                          model->name, output->view.name, problem);
+            return;
+        }
+        if (output->view.datatype == OXS_DT_BYTES) {
+            if ((status = read_string_tensor(request, values[i], output->view.element_count,
+                                             &output->view, &out_of_memory)) != NULL)
                 break;
             if (out_of_memory) {
                 fail_response(request, OXS_ERR_OUT_OF_MEMORY,
@@ -753,10 +856,10 @@ void oxs__session_run(oxs_request_t *request)
             }
             continue;
         }
-        if (count > 0 && (status = ort_api->GetTensorMutableData(value, &data)) != NULL)
+        if (output->view.element_count > 0 &&
+            (status = ort_api->GetTensorMutableData(values[i], &data)) != NULL)
             break;
         output->view.data = data;
-        output->view.byte_size = count * oxs_datatype_size(datatype);
     }
 
     if (status != NULL) {
@@ -766,6 +869,236 @@ void oxs__session_run(oxs_request_t *request)
         return;
     }
     response->status = OXS_OK;
+}
+
+/* Fails every request of a batch with the same message. */
+__attribute__((format(printf, 4, 5))) static void fail_batch(oxs_request_t **requests,
+                                                             size_t count, oxs_status_t code,
+                                                             const char *format, ...)
+{
+    char message[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof(message), format, args);
+    va_end(args);
+    for (size_t i = 0; i < count; i++)
+        fail_response(requests[i], code, "%s", message);
+}
+
+/* Copies each request's rows of a batch output into its response: fixed-size elements into a
+ * pooled buffer, BYTES into its arena. offsets[r] is the first row of request r. */
+static bool split_output(oxs_request_t **requests, size_t count, size_t slot, OrtValue *value,
+                         const oxs_tensor_view_t *whole, const int64_t *rows)
+{
+    oxs__pool_t *pool = requests[0]->server->pool;
+    size_t total_rows = (size_t)whole->shape[0];
+    size_t row_elements = total_rows > 0 ? whole->element_count / total_rows : 0;
+    const unsigned char *data = NULL;
+    void *raw = NULL;
+    if (whole->element_count > 0 && whole->datatype != OXS_DT_BYTES) {
+        OrtStatus *status = ort_api->GetTensorMutableData(value, &raw);
+        if (status != NULL) {
+            ort_api->ReleaseStatus(status);
+            return false;
+        }
+        data = raw;
+    }
+
+    size_t row = 0;
+    for (size_t r = 0; r < count; r++) {
+        oxs__output_t *output = &requests[r]->response.outputs[slot];
+        output->view = *whole;
+        memcpy(output->shape, whole->shape, (size_t)whole->rank * sizeof(int64_t));
+        output->shape[0] = rows[r];
+        output->view.shape = output->shape;
+        output->view.element_count = (size_t)rows[r] * row_elements;
+        if (whole->datatype == OXS_DT_BYTES) {
+            /* Serialize this request's elements straight from the batch tensor. */
+            size_t first = row * row_elements;
+            size_t n = output->view.element_count;
+            size_t bytes = 0;
+            for (size_t e = 0; e < n; e++) {
+                size_t len = 0;
+                OrtStatus *status = ort_api->GetStringTensorElementLength(value, first + e, &len);
+                if (status != NULL) {
+                    ort_api->ReleaseStatus(status);
+                    return false;
+                }
+                bytes += 4 + len;
+            }
+            unsigned char *out = oxs__arena_alloc(&requests[r]->arena, bytes + 1);
+            if (out == NULL)
+                return false;
+            size_t at = 0;
+            for (size_t e = 0; e < n; e++) {
+                size_t len = 0;
+                OrtStatus *status = ort_api->GetStringTensorElementLength(value, first + e, &len);
+                if (status == NULL && len > 0)
+                    status = ort_api->GetStringTensorElement(value, len, first + e, out + at + 4);
+                if (status != NULL) {
+                    ort_api->ReleaseStatus(status);
+                    return false;
+                }
+                for (int b = 0; b < 4; b++)
+                    out[at + (size_t)b] = (unsigned char)(len >> (8 * b));
+                at += 4 + len;
+            }
+            output->view.data = out;
+            output->view.byte_size = at;
+        } else {
+            size_t element_size = oxs_datatype_size(whole->datatype);
+            size_t bytes = output->view.element_count * element_size;
+            void *copy = oxs__pool_get(pool, bytes ? bytes : 1);
+            if (copy == NULL)
+                return false;
+            if (bytes > 0)
+                memcpy(copy, data + row * row_elements * element_size, bytes);
+            output->pooled = copy;
+            output->view.data = copy;
+            output->view.byte_size = bytes;
+        }
+        row += (size_t)rows[r];
+    }
+    return true;
+}
+
+void oxs__session_run_batch(oxs_request_t **requests, size_t count, void *run_options)
+{
+    oxs_request_t *first = requests[0];
+    oxs_model_t *model = first->model;
+    oxs__pool_t *pool = first->server->pool;
+    size_t input_count = first->input_count;
+    size_t output_count = first->response.output_count;
+    int64_t rows[OXS__MAX_BATCH_REQUESTS];
+    bool out_of_memory = false;
+
+    /* The batch's own arrays live in the first request's arena. */
+    oxs__input_t *merged = oxs__arena_alloc(&first->arena, (input_count + 1) * sizeof(*merged));
+    OrtValue **values = oxs__arena_alloc(&first->arena, (output_count + 1) * sizeof(*values));
+    int *indexes = oxs__arena_alloc(&first->arena, (output_count + 1) * sizeof(*indexes));
+    if (merged == NULL || values == NULL || indexes == NULL || count > OXS__MAX_BATCH_REQUESTS) {
+        fail_batch(requests, count, OXS_ERR_OUT_OF_MEMORY, "model \"%s\": out of memory",
+                   model->name);
+        return;
+    }
+
+    /* Concatenate each input along dim 0, in the order of the first request's inputs. */
+    int64_t total_rows = 0;
+    for (size_t r = 0; r < count; r++) {
+        rows[r] = requests[r]->inputs[0].shape[0];
+        total_rows += rows[r];
+    }
+    size_t merged_count = 0;
+    for (size_t i = 0; i < input_count; i++) {
+        const oxs__input_t *model_input = &first->inputs[i];
+        size_t bytes = 0;
+        size_t elements = 0;
+        for (size_t r = 0; r < count; r++) {
+            const oxs__input_t *part = oxs__request_input(requests[r], model_input->index);
+            bytes += part->byte_size;
+            elements += part->element_count;
+        }
+        unsigned char *data = oxs__pool_get(pool, bytes ? bytes : 1);
+        if (data == NULL) {
+            out_of_memory = true;
+            break;
+        }
+        merged[merged_count] = *model_input;
+        merged[merged_count].data = data;
+        merged[merged_count].byte_size = bytes;
+        merged[merged_count].element_count = elements;
+        merged[merged_count].shape[0] = total_rows;
+        merged_count++;
+        size_t at = 0;
+        for (size_t r = 0; r < count; r++) {
+            const oxs__input_t *part = oxs__request_input(requests[r], model_input->index);
+            if (part->byte_size > 0)
+                memcpy(data + at, part->data, part->byte_size);
+            at += part->byte_size;
+        }
+    }
+    for (size_t i = 0; i < output_count; i++)
+        indexes[i] = first->response.outputs[i].index;
+
+    OrtStatus *status = NULL;
+    if (!out_of_memory)
+        status = run_values(model, merged, merged_count, indexes, output_count, run_options,
+                            &first->arena, values, &out_of_memory);
+    for (size_t i = 0; i < merged_count; i++)
+        oxs__pool_put(pool, merged[i].data);
+    if (out_of_memory) {
+        fail_batch(requests, count, OXS_ERR_OUT_OF_MEMORY, "model \"%s\": out of memory",
+                   model->name);
+        return;
+    }
+    if (status != NULL) {
+        fail_batch(requests, count, status_from_ort(ort_api->GetErrorCode(status)),
+                   "model \"%s\": inference failed: %s", model->name,
+                   ort_api->GetErrorMessage(status));
+        ort_api->ReleaseStatus(status);
+        return;
+    }
+
+    /* Split every output back along dim 0; the batch's values are released here. */
+    bool ok = true;
+    for (size_t i = 0; i < output_count; i++) {
+        oxs_tensor_view_t whole = {.name = model->output_names[indexes[i]]};
+        int64_t shape[OXS_MAX_DIMS];
+        const char *problem = NULL;
+        if (ok && (status = describe_value(values[i], &whole, shape, &problem)) != NULL) {
+            fail_batch(requests, count, OXS_ERR_RUNTIME, "model \"%s\": reading outputs failed: %s",
+                       model->name, ort_api->GetErrorMessage(status));
+            ort_api->ReleaseStatus(status);
+            ok = false;
+        }
+        if (ok && problem != NULL) {
+            fail_batch(requests, count, OXS_ERR_UNSUPPORTED, "model \"%s\": output \"%s\" %s",
+                       model->name, whole.name, problem);
+            ok = false;
+        }
+        if (ok && (whole.rank < 1 || shape[0] != total_rows)) {
+            fail_batch(requests, count, OXS_ERR_RUNTIME,
+                       "model \"%s\": output \"%s\" has %lld rows for a batch of %lld; set "
+                       "max_batch_size to 0 in config.json if dim 0 is not a batch dim",
+                       model->name, whole.name, whole.rank < 1 ? 0LL : (long long)shape[0],
+                       (long long)total_rows);
+            ok = false;
+        }
+        if (ok && !split_output(requests, count, i, values[i], &whole, rows)) {
+            fail_batch(requests, count, OXS_ERR_OUT_OF_MEMORY,
+                       "model \"%s\": out of memory splitting output \"%s\"", model->name,
+                       whole.name);
+            ok = false;
+        }
+        ort_api->ReleaseValue(values[i]);
+    }
+    for (size_t r = 0; r < count && ok; r++)
+        requests[r]->response.status = OXS_OK;
+}
+
+void *oxs__run_options_create(void)
+{
+    OrtRunOptions *options = NULL;
+    OrtStatus *status = ort_api->CreateRunOptions(&options);
+    if (status != NULL) {
+        ort_api->ReleaseStatus(status);
+        return NULL;
+    }
+    return options;
+}
+
+void oxs__run_options_destroy(void *options)
+{
+    if (options != NULL)
+        ort_api->ReleaseRunOptions(options);
+}
+
+void oxs__run_options_terminate(void *options, bool terminate)
+{
+    OrtStatus *status = terminate ? ort_api->RunOptionsSetTerminate(options)
+                                  : ort_api->RunOptionsUnsetTerminate(options);
+    if (status != NULL)
+        ort_api->ReleaseStatus(status);
 }
 
 void oxs__value_release(void *value)

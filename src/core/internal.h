@@ -65,6 +65,7 @@ void oxs__pool_put(oxs__pool_t *pool, void *buffer);
 /* ---- ONNX Runtime backend (backend/ort.c) ------------------------------------------------- */
 
 typedef struct oxs__session oxs__session_t;
+typedef struct oxs__scheduler oxs__scheduler_t;
 
 /* Takes a reference on the process-wide ONNX Runtime environment, creating it on first use
  * with a global intra-op pool of intra_op_threads threads. */
@@ -72,6 +73,33 @@ oxs_status_t oxs__ort_acquire(int intra_op_threads, char *error, size_t error_si
 void oxs__ort_release(void);
 
 /* ---- models (repository/registry.c and backend/ort.c) -------------------------------------- */
+
+/* ---- per-model configuration (repository/config.c) ----------------------------------------- */
+
+/* max_batch_size of a model whose batch dimension is found without a config.json saying. */
+#define OXS_DEFAULT_MAX_BATCH_SIZE 8
+
+/* A model's configuration and the storage behind it. */
+typedef struct oxs__config {
+    oxs_model_config_t config;
+    bool batch_given;     /* config.json gave max_batch_size */
+    char *warmup_storage; /* one block behind config.warmup_bodies */
+} oxs__config_t;
+
+/* Fills config with the server's options: no file, no batching, --workers instances. */
+void oxs__config_defaults(const oxs_server_t *server, oxs_model_config_t *config);
+
+/* Reads the config.json at path (named file in messages) over the defaults. On error the
+ * message names the file, the key and the allowed values, and nothing is kept. */
+oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, const char *file,
+                              oxs__config_t *out, char *error, size_t error_size);
+
+/* Completes a loaded model's configuration from its shapes: the batch dimension and
+ * max_batch_size when config.json does not give them. */
+oxs_status_t oxs__config_complete(oxs_model_t *model, oxs__config_t *config, char *error,
+                                  size_t error_size);
+
+void oxs__config_free(const oxs_server_t *server, oxs__config_t *config);
 
 /* Storage behind one oxs_tensor_info_t. */
 typedef struct oxs__io {
@@ -97,6 +125,9 @@ struct oxs_model {
     const char **input_names;  /* for Run, point into inputs[i].info.name */
     const char **output_names;
 
+    oxs__config_t config;      /* in effect once READY */
+    oxs__scheduler_t *scheduler; /* queue and instance threads, once loaded */
+
     oxs_model_metadata_t metadata;
     char *metadata_strings;    /* one allocation behind every metadata string */
     char **custom_storage;     /* keys then values, custom_capacity each */
@@ -109,8 +140,21 @@ oxs_status_t oxs__session_load(oxs_model_t *model, const char *path, char *error
                                size_t error_size);
 void oxs__session_unload(oxs_model_t *model);
 
-/* Runs the request's model on its inputs, fills the response's outputs. */
-void oxs__session_run(oxs_request_t *request);
+/* Most requests one batch joins; batches of more wait for the next run. */
+#define OXS__MAX_BATCH_REQUESTS 256
+
+/* Runs the request's model on its inputs, fills the response's outputs. run_options is an
+ * OrtRunOptions of the calling instance, which cancellation may terminate. */
+void oxs__session_run(oxs_request_t *request, void *run_options);
+
+/* Runs requests, whose inputs match apart from dim 0, as one batch concatenated along dim 0,
+ * and splits the outputs back into each response. Fills every response, success or error. */
+void oxs__session_run_batch(oxs_request_t **requests, size_t count, void *run_options);
+
+/* An OrtRunOptions per instance, and terminating a run that uses it. */
+void *oxs__run_options_create(void);
+void oxs__run_options_destroy(void *options);
+void oxs__run_options_terminate(void *options, bool terminate);
 
 /* Releases an OrtValue held by a response. */
 void oxs__value_release(void *value);
@@ -130,6 +174,7 @@ typedef struct oxs__input {
 typedef struct oxs__output {
     int index; /* model output index */
     void *value; /* OrtValue owned by the response */
+    void *pooled; /* this request's rows of a batch output, from the tensor pool */
     oxs_tensor_view_t view;
     int64_t shape[OXS_MAX_DIMS];
 } oxs__output_t;
@@ -141,6 +186,7 @@ struct oxs_response {
     oxs__output_t *outputs; /* arena */
     int64_t queue_us;
     int64_t compute_us;
+    int batch_size; /* rows of the batch it ran in */
 };
 
 struct oxs_request {
@@ -161,8 +207,41 @@ struct oxs_request {
     void *callback_user;
     int64_t enqueued_us;
 
+    /* Scheduling, guarded by the model's scheduler lock once submitted. */
+    oxs_request_t *queue_next;
+    int priority;         /* 1 (highest) to the model's levels; 0 until submit */
+    int64_t timeout_us;   /* from the caller; 0: the model's default_timeout_us */
+    int64_t deadline_us;  /* monotonic; 0: none */
+    int64_t rows;         /* dim 0 shared by every input, or -1 when they differ */
+    atomic_bool canceled;
+    bool running;
+    void *instance;       /* the instance running it alone, for cancellation */
+
     oxs_response_t response;
 };
+
+/* Returns the request's input for model input index, or NULL. */
+const oxs__input_t *oxs__request_input(const oxs_request_t *request, int index);
+
+/* ---- scheduler (core/scheduler.c) ----------------------------------------------------------- */
+
+/* Starts a loaded model's instance threads and its queue, from its configuration. */
+oxs_status_t oxs__scheduler_start(oxs_model_t *model, char *error, size_t error_size);
+
+/* Runs what is queued, then joins the instance threads. Safe on a model that never started. */
+void oxs__scheduler_stop(oxs_model_t *model);
+
+/* Queues a request on its model: OXS_ERR_QUEUE_FULL at once when the model's queue is full. */
+oxs_status_t oxs__scheduler_enqueue(oxs_request_t *request);
+
+/* Marks a submitted request canceled; see oxs_request_cancel. */
+void oxs__scheduler_cancel(oxs_request_t *request);
+
+/* Returns the number of requests waiting in the model's queue. */
+int oxs__scheduler_queued(const oxs_model_t *model);
+
+/* Called by an instance after a request's callback returned: the server's pending count. */
+void oxs__server_request_done(oxs_server_t *server);
 
 /* ---- server -------------------------------------------------------------------------------- */
 
@@ -175,20 +254,12 @@ struct oxs_server {
     oxs__pool_t *pool;
     oxs__registry_t *registry;
 
-    pthread_mutex_t lock;         /* queue, counters, request free list */
-    pthread_cond_t work_ready;    /* workers wait for a request or stop */
+    pthread_mutex_t lock;         /* counters, request free list */
     pthread_cond_t idle;          /* drain waits for pending == 0 */
-    oxs_request_t **queue;        /* ring of options.queue_size */
-    size_t queue_head;
-    size_t queue_len;
-    int pending;                  /* queued plus running */
+    int pending;                  /* queued plus running, over every model */
     bool accepting;
-    bool stopping;                /* workers exit when the queue is empty */
     oxs_request_t *free_requests; /* pooled request objects */
     size_t free_request_count;
-
-    pthread_t *workers;
-    int worker_count;
     bool ort_acquired;
 };
 
@@ -205,6 +276,8 @@ void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *mod
 
 /* Registry (repository/registry.c). */
 oxs__registry_t *oxs__registry_create(oxs_server_t *server);
+/* Stops every model's scheduler, running what is queued first. */
+void oxs__registry_stop(oxs__registry_t *registry);
 void oxs__registry_destroy(oxs__registry_t *registry);
 
 /* Releases what a model holds; called when its last reference goes. */

@@ -24,6 +24,7 @@ oxs_status_t oxs_request_create(oxs_server_t *server, oxs_model_t *model, oxs_re
     memset(request, 0, sizeof(*request));
     request->arena = arena;
     request->server = server;
+    atomic_init(&request->canceled, false);
     request->inputs = oxs__arena_alloc(&request->arena,
                                        (model->input_count + 1) * sizeof(*request->inputs));
     if (request->inputs == NULL) {
@@ -44,8 +45,11 @@ void oxs_request_destroy(oxs_request_t *request)
 
     for (size_t i = 0; i < request->input_count; i++)
         oxs__pool_put(server->pool, request->inputs[i].data);
-    for (size_t i = 0; i < request->response.output_count; i++)
+    for (size_t i = 0; i < request->response.output_count; i++) {
         oxs__value_release(request->response.outputs[i].value);
+        if (request->response.outputs[i].pooled != NULL)
+            oxs__pool_put(server->pool, request->response.outputs[i].pooled);
+    }
     oxs_model_release(request->model);
     oxs__request_give_back(server, request);
 }
@@ -78,6 +82,45 @@ void *oxs_request_scratch(oxs_request_t *request, size_t len)
 size_t oxs_request_input_count(const oxs_request_t *request)
 {
     return request->input_count;
+}
+
+const oxs__input_t *oxs__request_input(const oxs_request_t *request, int index)
+{
+    for (size_t i = 0; i < request->input_count; i++)
+        if (request->inputs[i].index == index)
+            return &request->inputs[i];
+    return NULL;
+}
+
+oxs_status_t oxs_request_set_priority(oxs_request_t *request, int priority, char *error,
+                                      size_t error_size)
+{
+    const oxs_model_config_t *config = &request->model->config.config;
+    int levels = config->priority_levels;
+    if (priority < 0 || priority > (levels > 0 ? levels : 1))
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "priority: value %d is out of range for model \"%s\", expected 1 to "
+                         "%d (1 is the highest), or 0 for the default",
+                         priority, request->model->name, levels > 0 ? levels : 1);
+    request->priority = priority;
+    return OXS_OK;
+}
+
+oxs_status_t oxs_request_set_timeout_us(oxs_request_t *request, int64_t timeout_us,
+                                        char *error, size_t error_size)
+{
+    if (timeout_us < 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "timeout: value %lld is negative, expected microseconds >= 0 (0: the "
+                         "model's default)",
+                         (long long)timeout_us);
+    request->timeout_us = timeout_us;
+    return OXS_OK;
+}
+
+void oxs_request_cancel(oxs_request_t *request)
+{
+    oxs__scheduler_cancel(request);
 }
 
 /* Writes dims as "[1,3,-1]" into text. */
@@ -387,6 +430,29 @@ oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback
         }
     }
 
+    /* Batching needs one dim 0 shared by every input; a request larger than a batch cannot
+     * run. */
+    const oxs_model_config_t *config = &model->config.config;
+    request->rows = request->input_count > 0 && request->inputs[0].rank > 0
+                        ? request->inputs[0].shape[0]
+                        : -1;
+    for (size_t i = 1; i < request->input_count && request->rows >= 0; i++)
+        if (request->inputs[i].rank == 0 || request->inputs[i].shape[0] != request->rows)
+            request->rows = -1;
+    /* A max_batch_size derived from the model only limits batching: a larger request runs
+     * alone. One that config.json sets is a limit on every request. */
+    if (config->max_batch_size > 0 && request->rows > config->max_batch_size &&
+        !model->config.batch_given)
+        request->rows = -1;
+    if (config->max_batch_size > 0 && request->rows > config->max_batch_size)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": dim 0 is %lld, larger than model \"%s\"'s "
+                         "max_batch_size %d; split the request",
+                         model->inputs[request->inputs[0].index].info.name,
+                         (long long)request->rows, model->name, config->max_batch_size);
+    if (request->priority == 0)
+        request->priority = config->priority_levels > 0 ? config->default_priority : 1;
+
     /* The response lists outputs in model order, all of them unless some were selected. */
     oxs_response_t *response = &request->response;
     size_t count = request->output_selected ? request->selected_count : model->output_count;
@@ -451,6 +517,11 @@ int64_t oxs_response_queue_us(const oxs_response_t *response)
 int64_t oxs_response_compute_us(const oxs_response_t *response)
 {
     return response->compute_us;
+}
+
+int oxs_response_batch_size(const oxs_response_t *response)
+{
+    return response->batch_size;
 }
 
 void oxs_response_destroy(oxs_response_t *response)

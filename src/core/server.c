@@ -1,8 +1,10 @@
 /*
- * Server context: options, the bounded request queue and the fixed pool of inference workers.
+ * Server context: options, the count of pending requests and the request free list. Each
+ * model's queue and instance threads live in its scheduler (scheduler.c).
  *
- * Threads: oxs_server_create starts options.workers threads and no others; ONNX Runtime's
- * process-wide pool is created with the first server. The request path never creates threads.
+ * Threads: oxs_server_create starts none; each model starts its instances when it loads, and
+ * ONNX Runtime's process-wide pool is created with the first server. The request path never
+ * creates threads.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,8 +36,6 @@ void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *mod
         return;
     server->options.log_fn(server->options.log_user, level, model, msg, fields, field_count);
 }
-
-static void *worker_main(void *arg);
 
 static oxs_status_t validate_options(const oxs_options_t *options, char *error,
                                      size_t error_size)
@@ -79,7 +79,6 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
     server->allocator = allocator;
     server->accepting = true;
     pthread_mutex_init(&server->lock, NULL);
-    pthread_cond_init(&server->work_ready, NULL);
     pthread_cond_init(&server->idle, NULL);
 
     if (options->optimized_model_dir != NULL) {
@@ -92,30 +91,12 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
     /* Pooled buffers are capped at a few requests' worth of the largest tensor. */
     server->pool = oxs__pool_create(&server->allocator, (size_t)512 << 20);
     server->registry = oxs__registry_create(server);
-    server->queue = oxs__calloc(&server->allocator, (size_t)options->queue_size,
-                                sizeof(*server->queue));
-    server->workers = oxs__calloc(&server->allocator, (size_t)options->workers,
-                                  sizeof(*server->workers));
-    if (server->pool == NULL || server->registry == NULL || server->queue == NULL ||
-        server->workers == NULL)
+    if (server->pool == NULL || server->registry == NULL)
         goto out_of_memory;
 
     if ((result = oxs__ort_acquire(options->intra_op_threads, error, error_size)) != OXS_OK)
         goto failed;
     server->ort_acquired = true;
-
-    for (int i = 0; i < options->workers; i++) {
-        int rc = pthread_create(&server->workers[i], NULL, worker_main, server);
-        if (rc != 0) {
-            result = oxs__fail(OXS_ERR_INTERNAL, error, error_size,
-                               "starting inference worker %d failed: %s", i, strerror(rc));
-            goto failed;
-        }
-        server->worker_count = i + 1;
-        /* Named before create returns, so top -H and /proc/PID/task tell workers apart from
-         * ONNX Runtime's threads at any time. */
-        pthread_setname_np(server->workers[i], "oxs-worker");
-    }
 
     *out = server;
     return OXS_OK;
@@ -176,13 +157,11 @@ void oxs_server_destroy(oxs_server_t *server)
 
     pthread_mutex_lock(&server->lock);
     server->accepting = false;
-    server->stopping = true;
-    pthread_cond_broadcast(&server->work_ready);
     pthread_mutex_unlock(&server->lock);
-    for (int i = 0; i < server->worker_count; i++)
-        pthread_join(server->workers[i], NULL);
+    if (server->registry != NULL)
+        oxs__registry_stop(server->registry);
 
-    /* Workers ran every queued request before exiting, so only pooled requests remain. */
+    /* Instances ran every queued request before exiting, so only pooled requests remain. */
     oxs_request_t *request = server->free_requests;
     while (request != NULL) {
         oxs_request_t *next = request->next_free;
@@ -196,71 +175,36 @@ void oxs_server_destroy(oxs_server_t *server)
     if (server->ort_acquired)
         oxs__ort_release();
     pthread_cond_destroy(&server->idle);
-    pthread_cond_destroy(&server->work_ready);
     pthread_mutex_destroy(&server->lock);
-    oxs__free(&server->allocator, server->queue);
-    oxs__free(&server->allocator, server->workers);
     oxs__free(&server->allocator, server->optimized_model_dir);
     oxs_allocator_t allocator = server->allocator;
     oxs__free(&allocator, server);
 }
 
-/* ---- queue and workers ------------------------------------------------------------------- */
+/* ---- pending requests ---------------------------------------------------------------------- */
 
 oxs_status_t oxs__server_enqueue(oxs_server_t *server, oxs_request_t *request)
 {
-    oxs_status_t result = OXS_OK;
-    size_t capacity = (size_t)server->options.queue_size;
-
     pthread_mutex_lock(&server->lock);
-    if (!server->accepting) {
-        result = OXS_ERR_SHUTTING_DOWN;
-    } else if (server->queue_len == capacity) {
-        result = OXS_ERR_QUEUE_FULL;
-    } else {
-        request->enqueued_us = oxs__now_us();
-        server->queue[(server->queue_head + server->queue_len) % capacity] = request;
-        server->queue_len++;
+    bool accepting = server->accepting;
+    if (accepting)
         server->pending++;
-        pthread_cond_signal(&server->work_ready);
-    }
     pthread_mutex_unlock(&server->lock);
+    if (!accepting)
+        return OXS_ERR_SHUTTING_DOWN;
+
+    oxs_status_t result = oxs__scheduler_enqueue(request);
+    if (result != OXS_OK)
+        oxs__server_request_done(server);
     return result;
 }
 
-static void *worker_main(void *arg)
+void oxs__server_request_done(oxs_server_t *server)
 {
-    oxs_server_t *server = arg;
-    size_t capacity = (size_t)server->options.queue_size;
-
-
-    for (;;) {
-        pthread_mutex_lock(&server->lock);
-        while (server->queue_len == 0 && !server->stopping)
-            pthread_cond_wait(&server->work_ready, &server->lock);
-        if (server->queue_len == 0) {
-            pthread_mutex_unlock(&server->lock);
-            break;
-        }
-        oxs_request_t *request = server->queue[server->queue_head];
-        server->queue_head = (server->queue_head + 1) % capacity;
-        server->queue_len--;
-        pthread_mutex_unlock(&server->lock);
-
-        int64_t started = oxs__now_us();
-        request->response.queue_us = started - request->enqueued_us;
-        oxs__session_run(request);
-        request->response.compute_us = oxs__now_us() - started;
-
-        /* The callback owns the response from here and may free it at once. */
-        request->callback(request->callback_user, &request->response);
-
-        pthread_mutex_lock(&server->lock);
-        if (--server->pending == 0)
-            pthread_cond_broadcast(&server->idle);
-        pthread_mutex_unlock(&server->lock);
-    }
-    return NULL;
+    pthread_mutex_lock(&server->lock);
+    if (--server->pending == 0)
+        pthread_cond_broadcast(&server->idle);
+    pthread_mutex_unlock(&server->lock);
 }
 
 /* ---- request pooling -------------------------------------------------------------------- */

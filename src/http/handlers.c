@@ -32,6 +32,10 @@ int oxs__http_status_code(oxs_status_t status, bool *retry_after)
     case OXS_ERR_UNAVAILABLE:
     case OXS_ERR_SHUTTING_DOWN:
         return 503;
+    case OXS_ERR_TIMEOUT:
+        return 504;
+    case OXS_ERR_CANCELED:
+        return 499; /* logged only: the client closed its connection */
     case OXS_ERR_RUNTIME:
     case OXS_ERR_OUT_OF_MEMORY:
     case OXS_ERR_INTERNAL:
@@ -61,8 +65,12 @@ const char *oxs__http_reason(int status)
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 499:
+        return "Client Closed Request";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
     default:

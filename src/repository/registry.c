@@ -29,6 +29,17 @@ oxs__registry_t *oxs__registry_create(oxs_server_t *server)
     return registry;
 }
 
+void oxs__registry_stop(oxs__registry_t *registry)
+{
+    pthread_mutex_lock(&registry->lock);
+    size_t count = registry->count;
+    oxs_model_t **models = registry->models;
+    pthread_mutex_unlock(&registry->lock);
+    /* Called once no request can be submitted, after loading has finished. */
+    for (size_t i = 0; i < count; i++)
+        oxs__scheduler_stop(models[i]);
+}
+
 void oxs__registry_destroy(oxs__registry_t *registry)
 {
     if (registry == NULL)
@@ -193,6 +204,34 @@ static void mark_unavailable(oxs_model_t *model, const char *reason, const char 
 oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64_t version,
                                    const char *path, char *error, size_t error_size)
 {
+    return oxs_server_load_model_config(server, name, version, path, NULL, error, error_size);
+}
+
+/* Reads the configuration (or takes the defaults), loads the session and completes the
+ * configuration from the model. */
+static oxs_status_t load_configured(oxs_model_t *model, const char *path,
+                                    const char *config_path, char *message, size_t size)
+{
+    oxs_status_t result = OXS_OK;
+    if (config_path != NULL)
+        result = oxs__config_read(model->server, config_path, "config.json", &model->config,
+                                  message, size);
+    else
+        oxs__config_defaults(model->server, &model->config.config);
+    if (result == OXS_OK)
+        result = oxs__session_load(model, path, message, size);
+    if (result == OXS_OK)
+        result = oxs__config_complete(model, &model->config, message, size);
+    if (result == OXS_OK)
+        result = oxs__scheduler_start(model, message, size);
+    return result;
+}
+
+oxs_status_t oxs_server_load_model_config(oxs_server_t *server, const char *name,
+                                          int64_t version, const char *path,
+                                          const char *config_path, char *error,
+                                          size_t error_size)
+{
     char message[512];
     oxs_model_t *model = NULL;
 
@@ -214,10 +253,12 @@ oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64
         return result;
 
     int64_t started = oxs__now_us();
-    result = oxs__session_load(model, path, message, sizeof(message));
+    result = load_configured(model, path, config_path, message, sizeof(message));
     model->load_us = oxs__now_us() - started;
     if (result != OXS_OK) {
+        oxs__scheduler_stop(model);
         oxs__session_unload(model);
+        oxs__config_free(server, &model->config);
         mark_unavailable(model, message, path);
         oxs__fail(result, error, error_size, "%s", model->reason);
     } else {
@@ -321,8 +362,13 @@ oxs_status_t oxs_server_load_repository(oxs_server_t *server, const char *path, 
         }
         snprintf(model_path, sizeof(model_path), "%s/%lld/model.onnx", model_dir,
                  (long long)version);
+        char config_path[4200];
+        snprintf(config_path, sizeof(config_path), "%s/config.json", model_dir);
+        struct stat config_info;
+        bool has_config = stat(config_path, &config_info) == 0;
         /* A failure is recorded in the model's state and logged; the others still load. */
-        oxs_server_load_model(server, names[i], version, model_path, message, sizeof(message));
+        oxs_server_load_model_config(server, names[i], version, model_path,
+                                     has_config ? config_path : NULL, message, sizeof(message));
     }
 
 cleanup:
@@ -415,7 +461,9 @@ void oxs_model_release(oxs_model_t *model)
 void oxs__model_free(oxs_model_t *model)
 {
     const oxs_allocator_t *allocator = &model->server->allocator;
+    oxs__scheduler_stop(model);
     oxs__session_unload(model);
+    oxs__config_free(model->server, &model->config);
     oxs__free(allocator, model->name);
     oxs__free(allocator, model);
 }
@@ -487,6 +535,11 @@ int oxs_model_find_output(const oxs_model_t *model, const char *name, size_t len
 {
     size_t count = oxs_model_output_count(model);
     return count == 0 ? -1 : find_io(model->outputs, count, name, len);
+}
+
+const oxs_model_config_t *oxs_model_config(const oxs_model_t *model)
+{
+    return oxs_model_state(model) == OXS_MODEL_READY ? &model->config.config : NULL;
 }
 
 const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model)

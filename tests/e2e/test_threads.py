@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""The thread count is fixed at start: 500 connections holding partly sent requests and a full
-queue do not add a thread, and requests beyond the queue get 503 with Retry-After at once."""
+"""The thread count is fixed at start: 1,000 connections holding partly sent requests and a full
+queue do not add a thread, and requests beyond a model's queue get 503 with Retry-After at
+once."""
 import http.client
 import os
 import socket
@@ -16,12 +17,15 @@ HTTP_THREADS = 2
 WORKERS = 3
 INTRA_OP_THREADS = 2
 QUEUE_SIZE = 4
-HELD_CONNECTIONS = 500
+HELD_CONNECTIONS = 1000
+# The test repository's models that load (identity, scale, slow); each gets --workers instances.
+MODELS = 3
+INSTANCES = MODELS * WORKERS
 
-# The formula in docs/ARCHITECTURE.md: the main thread, the I/O threads, the inference workers and
-# ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX Runtime 1.29 adds
+# The formula in docs/ARCHITECTURE.md: the main thread, the I/O threads, each model's instances
+# and ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX Runtime 1.29 adds
 # intra_op_threads - 1 pool threads plus one helper thread it starts beside them.
-EXPECTED_THREADS = 1 + HTTP_THREADS + WORKERS + INTRA_OP_THREADS
+EXPECTED_THREADS = 1 + HTTP_THREADS + INSTANCES + INTRA_OP_THREADS
 
 # Threads a sanitizer runtime adds (ThreadSanitizer starts one), set by tests/CMakeLists.txt.
 SANITIZER_THREADS = int(os.environ.get("ONNXSERVE_EXTRA_THREADS", "0"))
@@ -80,12 +84,13 @@ class ThreadCountTest(harness.ServerTestCase):
         must also equal the count taken at start: traffic never adds or removes a thread."""
         names = self.thread_names()
         detail = (f"{context}: {len(names)} threads ({names}), expected {EXPECTED_THREADS} = 1 main"
-                  f" + {HTTP_THREADS} HTTP + {WORKERS} workers + {INTRA_OP_THREADS} ONNX Runtime")
+                  f" + {HTTP_THREADS} HTTP + {INSTANCES} instances + {INTRA_OP_THREADS} ONNX "
+                  "Runtime")
         http = sum(1 for name in names if name.startswith("oxs-http-"))
         workers = names.count("oxs-worker")
         others = len(names) - http - workers
         self.assertEqual(http, HTTP_THREADS, detail)
-        self.assertEqual(workers, WORKERS, detail)
+        self.assertEqual(workers, INSTANCES, detail)
         others -= SANITIZER_THREADS
         self.assertLessEqual(others, 1 + INTRA_OP_THREADS, detail)
         self.assertGreaterEqual(others, 1 + INTRA_OP_THREADS - 1, detail)
@@ -127,17 +132,20 @@ class ThreadCountTest(harness.ServerTestCase):
             requester.start()
         time.sleep(0.7)
 
-        # Workers busy and queue full: each extra request must get 503 at once.
+        # The slow model's instances busy and its queue full: each extra request for it must get
+        # 503 at once, while another model still answers.
         for i in range(3):
             started = time.monotonic()
-            response = self.server.post_json("/v2/models/scale/infer", {"inputs": [
-                {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
-                headers={"X-Request-ID": f"extra-{i}"})
+            response = self.server.post_json("/v2/models/slow/infer", harness.slow_body(1),
+                                             headers={"X-Request-ID": f"extra-{i}"})
             elapsed = time.monotonic() - started
             self.assertErrorMentions(response, 503, [], f"extra request {i} with a full queue")
             self.assertTrue(response.header("Retry-After"),
                             f"503 without Retry-After: {dict(response.headers)}")
             self.assertLess(elapsed, 0.5, f"extra request {i} waited {elapsed:.2f} s for its 503")
+        response = self.server.post_json("/v2/models/scale/infer", {"inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+        self.assertStatus(response, 200, "another model while slow's queue is full")
         self.assertThreadCount("workers busy and queue full")
 
         for requester in running + queued:
