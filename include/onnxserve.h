@@ -128,6 +128,14 @@ typedef enum oxs_graph_opt {
     OXS_GRAPH_OPT_ALL = 99,
 } oxs_graph_opt_t;
 
+typedef struct oxs_request oxs_request_t;
+
+/* Decodes one warmup request body from a model's config.json (a KServe v2 infer request, as
+ * JSON text of len bytes) into request, the way the caller's frontend decodes requests. */
+typedef oxs_status_t (*oxs_warmup_decode_fn)(void *user, oxs_request_t *request,
+                                             const char *body, size_t len, char *error,
+                                             size_t error_size);
+
 typedef struct oxs_options {
     int workers;               /* inference worker threads, >= 1 */
     int queue_size;            /* maximum requests waiting for a worker, >= 1 */
@@ -138,6 +146,8 @@ typedef struct oxs_options {
     const char *optimized_model_dir; /* folder for optimized model files, or NULL */
     size_t max_tensor_bytes;   /* cap on one input tensor's data, in bytes */
     oxs_allocator_t allocator; /* all zero: the C library's malloc, realloc and free */
+    oxs_warmup_decode_fn warmup_decode; /* NULL: config.json may only use "warmup": "random" */
+    void *warmup_user;
     oxs_log_fn log_fn;         /* NULL: no logging */
     void *log_user;
     oxs_log_level_t log_level; /* events above this level are not formatted */
@@ -347,7 +357,6 @@ const char *oxs_graph_opt_name(oxs_graph_opt_t level);
  * callback's receiver frees both with one oxs_response_destroy. When submit fails, the caller
  * still owns the request and frees it with oxs_request_destroy.
  */
-typedef struct oxs_request oxs_request_t;
 typedef struct oxs_response oxs_response_t;
 
 /* Creates a request for a READY model. The request holds a reference to the model. Any thread. */

@@ -67,6 +67,10 @@ void oxs_json_encode_predict(oxs_buf_t *out, const oxs_response_t *response);
  * "parameters"} (parameters: producer, opset, ONNX metadata, state). */
 void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model);
 
+/* Writes the configuration in effect for a READY model, every field present, as config.json
+ * spells it, plus "name" and "versions". */
+void oxs_json_encode_model_config(oxs_buf_t *out, const oxs_model_t *model);
+
 /* Writes {"error": message}. */
 void oxs_json_encode_error(oxs_buf_t *out, const char *message);
 

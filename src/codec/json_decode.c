@@ -55,6 +55,8 @@ typedef enum param_key {
     PARAM_BINARY_DATA_SIZE,   /* input: its data follows the JSON, this many bytes */
     PARAM_BINARY_DATA,        /* output: this output as binary data */
     PARAM_CLASSIFICATION,     /* output: the classification extension, not supported */
+    PARAM_TIMEOUT,            /* root: queue deadline in microseconds */
+    PARAM_PRIORITY,           /* root: priority level, 1 the highest */
     PARAM_OTHER,
 } param_key_t;
 
@@ -62,7 +64,7 @@ static const char *const root_keys[] = {"id", "parameters", "inputs", "outputs"}
 static const char *const input_keys[] = {"name", "shape", "datatype", "data", "parameters"};
 static const char *const output_keys[] = {"name", "parameters"};
 static const char *const param_keys[] = {"binary_data_output", "binary_data_size", "binary_data",
-                                         "classification"};
+                                         "classification", "timeout", "priority"};
 static const char *const owner_names[] = {"", "inputs", "outputs"};
 
 /* The kind of one JSON value or event, also the kind of a recorded data token. */
@@ -864,12 +866,14 @@ static void leave_params(decoder_t *d)
 
 static int on_param_key(decoder_t *d, const unsigned char *key, size_t len)
 {
-    /* Only the owner's own parameter is read; the others are ignored like unknown keys. */
-    static const param_key_t owned[] = {PARAM_BINARY_DATA_OUTPUT, PARAM_BINARY_DATA_SIZE,
-                                        PARAM_BINARY_DATA};
+    /* Only the owner's own parameters are read; the others are ignored like unknown keys. */
+    static const unsigned owned[] = {
+        [OWNER_ROOT] = 1u << PARAM_BINARY_DATA_OUTPUT | 1u << PARAM_TIMEOUT | 1u << PARAM_PRIORITY,
+        [OWNER_INPUT] = 1u << PARAM_BINARY_DATA_SIZE,
+        [OWNER_OUTPUT] = 1u << PARAM_BINARY_DATA | 1u << PARAM_CLASSIFICATION,
+    };
     param_key_t found = (param_key_t)find_key(param_keys, PARAM_OTHER, key, len);
-    bool read = found == owned[d->params_owner] ||
-                (found == PARAM_CLASSIFICATION && d->params_owner == OWNER_OUTPUT);
+    bool read = found != PARAM_OTHER && (owned[d->params_owner] & (1u << found)) != 0;
     d->param_key = read ? found : PARAM_OTHER;
     d->where = WHERE_PARAM_VALUE;
     if (read && (d->params_seen & (1u << found)) != 0) {
@@ -915,6 +919,35 @@ static int on_param_scalar(decoder_t *d, value_kind_t kind, const char *text, si
             return 0;
         }
         d->in.binary_size = size;
+        return 1;
+    }
+    case PARAM_TIMEOUT:
+    case PARAM_PRIORITY: {
+        int64_t number = 0;
+        const char *problem = kind == VALUE_NUMBER ? oxs__json_parse_dim(text, len, &number)
+                                                   : "is not a number";
+        oxs_status_t status = OXS_OK;
+        if (problem == NULL && d->param_key == PARAM_TIMEOUT)
+            status = oxs_request_set_timeout_us(d->request, number, d->msg.text, d->msg.size);
+        else if (problem == NULL)
+            status = oxs_request_set_priority(d->request, number > INT32_MAX ? -1 : (int)number,
+                                              d->msg.text, d->msg.size);
+        if (problem != NULL) {
+            oxs__msg_t *msg = fail_begin(d, OXS_ERR_INVALID_ARGUMENT);
+            oxs__msg_printf(msg, "%s: value ", path);
+            if (kind == VALUE_STRING)
+                oxs__msg_quote(msg, text, len);
+            else
+                oxs__msg_value(msg, text, len);
+            oxs__msg_printf(msg, " %s, expected %s", problem,
+                            d->param_key == PARAM_TIMEOUT ? "microseconds, an integer >= 0"
+                                                          : "a priority level, an integer >= 1");
+            return 0;
+        }
+        if (status != OXS_OK) {
+            d->status = status; /* the core wrote the message */
+            return 0;
+        }
         return 1;
     }
     case PARAM_CLASSIFICATION:
@@ -1121,7 +1154,10 @@ static int on_start(decoder_t *d, value_kind_t kind)
             return 1;
         }
         return fail_type(d, path,
-                         d->param_key == PARAM_BINARY_DATA_SIZE ? "a byte count" : "true or false",
+                         d->param_key == PARAM_BINARY_DATA_SIZE ? "a byte count"
+                         : d->param_key == PARAM_TIMEOUT        ? "microseconds"
+                         : d->param_key == PARAM_PRIORITY       ? "a priority level"
+                                                                : "true or false",
                          kind);
     }
     default:

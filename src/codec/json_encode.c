@@ -409,6 +409,141 @@ void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model)
     oxs_buf_putc(out, '}');
 }
 
+static void write_key(oxs_buf_t *out, const char *key, bool first)
+{
+    if (!first)
+        oxs_buf_putc(out, ',');
+    write_cstring(out, key);
+    oxs_buf_putc(out, ':');
+}
+
+static void write_int_array(oxs_buf_t *out, const int *values, int count)
+{
+    oxs_buf_putc(out, '[');
+    for (int i = 0; i < count; i++) {
+        if (i > 0)
+            oxs_buf_putc(out, ',');
+        write_i64(out, values[i]);
+    }
+    oxs_buf_putc(out, ']');
+}
+
+void oxs_json_encode_model_config(oxs_buf_t *out, const oxs_model_t *model)
+{
+    const oxs_model_config_t *config = oxs_model_config(model);
+    if (config == NULL) {
+        oxs_buf_puts(out, "{}");
+        return;
+    }
+    oxs_buf_putc(out, '{');
+    write_key(out, "name", true);
+    write_cstring(out, oxs_model_name(model));
+    write_key(out, "versions", false);
+    oxs_buf_puts(out, "[\"");
+    write_i64(out, oxs_model_version(model));
+    oxs_buf_puts(out, "\"]");
+    write_key(out, "from_file", false);
+    oxs_buf_puts(out, config->from_file ? "true" : "false");
+    write_key(out, "max_batch_size", false);
+    write_i64(out, config->max_batch_size);
+
+    write_key(out, "dynamic_batching", false);
+    if (!config->dynamic_batching) {
+        oxs_buf_puts(out, "null");
+    } else {
+        oxs_buf_putc(out, '{');
+        if (config->target_p99_ms > 0) {
+            write_key(out, "target_p99_ms", true);
+            write_fp64(out, config->target_p99_ms);
+        } else {
+            write_key(out, "max_queue_delay_us", true);
+            write_i64(out, config->max_queue_delay_us);
+        }
+        write_key(out, "preferred_batch_sizes", false);
+        write_int_array(out, config->preferred_batch_sizes, config->preferred_batch_size_count);
+        write_key(out, "max_queue_size", false);
+        write_i64(out, config->max_queue_size);
+        write_key(out, "default_timeout_us", false);
+        write_i64(out, config->default_timeout_us);
+        write_key(out, "priority_levels", false);
+        write_i64(out, config->priority_levels);
+        write_key(out, "default_priority", false);
+        write_i64(out, config->default_priority);
+        oxs_buf_putc(out, '}');
+    }
+    if (!config->dynamic_batching) {
+        /* The queue bound applies without batching too. */
+        write_key(out, "max_queue_size", false);
+        write_i64(out, config->max_queue_size);
+    }
+
+    write_key(out, "instance_group", false);
+    oxs_buf_putc(out, '[');
+    for (int g = 0; g < config->instance_group_count; g++) {
+        const oxs_instance_group_t *group = &config->instance_groups[g];
+        if (g > 0)
+            oxs_buf_putc(out, ',');
+        oxs_buf_putc(out, '{');
+        write_key(out, "count", true);
+        write_i64(out, group->count);
+        write_key(out, "kind", false);
+        write_cstring(out, oxs_instance_kind_name(group->kind));
+        write_key(out, "gpus", false);
+        write_int_array(out, group->gpus, group->gpu_count);
+        oxs_buf_putc(out, '}');
+    }
+    oxs_buf_putc(out, ']');
+    write_key(out, "allow_cpu_fallback", false);
+    oxs_buf_puts(out, config->allow_cpu_fallback ? "true" : "false");
+
+    write_key(out, "version_policy", false);
+    oxs_buf_putc(out, '{');
+    write_cstring(out, oxs_version_policy_name(config->version_policy));
+    oxs_buf_puts(out, ":{");
+    if (config->version_policy == OXS_VERSION_LATEST) {
+        write_key(out, "num_versions", true);
+        write_i64(out, config->num_versions);
+    } else if (config->version_policy == OXS_VERSION_SPECIFIC) {
+        write_key(out, "versions", true);
+        oxs_buf_putc(out, '[');
+        for (int i = 0; i < config->version_count; i++) {
+            if (i > 0)
+                oxs_buf_putc(out, ',');
+            write_i64(out, config->versions[i]);
+        }
+        oxs_buf_putc(out, ']');
+    }
+    oxs_buf_puts(out, "}}");
+
+    write_key(out, "intra_op_threads", false);
+    write_i64(out, config->intra_op_threads);
+    write_key(out, "inter_op_threads", false);
+    write_i64(out, config->inter_op_threads);
+    write_key(out, "graph_optimization_level", false);
+    write_cstring(out, oxs_graph_opt_name(config->graph_optimization));
+    write_key(out, "execution_providers", false);
+    oxs_buf_putc(out, '[');
+    for (int i = 0; i < config->execution_provider_count; i++) {
+        if (i > 0)
+            oxs_buf_putc(out, ',');
+        write_cstring(out, oxs_execution_provider_name(config->execution_providers[i]));
+    }
+    oxs_buf_putc(out, ']');
+    write_key(out, "warmup", false);
+    if (config->warmup_random) {
+        oxs_buf_puts(out, "\"random\"");
+    } else {
+        oxs_buf_putc(out, '[');
+        for (size_t i = 0; i < config->warmup_count; i++) {
+            if (i > 0)
+                oxs_buf_putc(out, ',');
+            oxs_buf_puts(out, config->warmup_bodies[i]); /* compact JSON from jansson */
+        }
+        oxs_buf_putc(out, ']');
+    }
+    oxs_buf_putc(out, '}');
+}
+
 void oxs_json_encode_error(oxs_buf_t *out, const char *message)
 {
     oxs_buf_puts(out, "{\"error\":");

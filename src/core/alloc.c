@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sched.h>
+
 #include "core/internal.h"
 
 void *oxs__malloc(const oxs_allocator_t *allocator, size_t size)
@@ -193,4 +195,13 @@ const char *oxs_model_state_name(oxs_model_state_t state)
         return "UNLOADING";
     }
     return "UNKNOWN";
+}
+
+int oxs__cpu_count(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return 1;
 }

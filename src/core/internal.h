@@ -32,6 +32,9 @@ void oxs__redact_paths(char *text);
  * Needles shorter than the replacement are left alone. */
 void oxs__redact_text(char *text, const char *needle);
 
+/* Returns the number of CPUs this process may run on, at least 1. */
+int oxs__cpu_count(void);
+
 /* Monotonic clock in microseconds. */
 int64_t oxs__now_us(void);
 
@@ -83,6 +86,7 @@ void oxs__ort_release(void);
 typedef struct oxs__config {
     oxs_model_config_t config;
     bool batch_given;     /* config.json gave max_batch_size */
+    bool groups_given;    /* config.json gave instance_group */
     char *warmup_storage; /* one block behind config.warmup_bodies */
 } oxs__config_t;
 
@@ -219,6 +223,9 @@ struct oxs_request {
 
     oxs_response_t response;
 };
+
+/* Creates a request whatever the model's state: warmup runs while the model is LOADING. */
+oxs_status_t oxs__request_create(oxs_server_t *server, oxs_model_t *model, oxs_request_t **out);
 
 /* Returns the request's input for model input index, or NULL. */
 const oxs__input_t *oxs__request_input(const oxs_request_t *request, int index);

@@ -15,7 +15,12 @@ oxs_status_t oxs_request_create(oxs_server_t *server, oxs_model_t *model, oxs_re
         return OXS_ERR_INVALID_ARGUMENT;
     if (oxs_model_state(model) != OXS_MODEL_READY)
         return OXS_ERR_UNAVAILABLE;
+    return oxs__request_create(server, model, out);
+}
 
+oxs_status_t oxs__request_create(oxs_server_t *server, oxs_model_t *model, oxs_request_t **out)
+{
+    *out = NULL;
     oxs_request_t *request = oxs__request_take(server);
     if (request == NULL)
         return OXS_ERR_OUT_OF_MEMORY;

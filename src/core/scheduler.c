@@ -378,6 +378,16 @@ oxs_status_t oxs__scheduler_start(oxs_model_t *model, char *error, size_t error_
         /* Named before create returns, so the thread test counts it at any time. */
         pthread_setname_np(instance->thread, "oxs-worker");
     }
+    oxs_log_field_t fields[] = {
+        {.key = "instances", .num = config->instance_count},
+        {.key = "intra_op_threads", .num = config->intra_op_threads},
+        {.key = "max_batch_size", .num = config->max_batch_size},
+        {.key = "dynamic_batching", .num = config->dynamic_batching},
+        {.key = "max_queue_size", .num = config->max_queue_size},
+        {.key = "priority_levels", .num = config->priority_levels},
+    };
+    oxs__log(model->server, OXS_LOG_INFO, model->name, "model scheduler started", fields,
+             sizeof(fields) / sizeof(fields[0]));
     return OXS_OK;
 }
 

@@ -201,6 +201,15 @@ static void submit_inference(oxs__http_exchange_t *exchange, oxs_model_t *model,
         reply_status(exchange, status, NULL);
         goto cleanup;
     }
+    /* The header first, so that a timeout parameter in the body overrides it. */
+    if (exchange->timeout_ms >= 0) {
+        status = oxs_request_set_timeout_us(request, exchange->timeout_ms * 1000, error,
+                                            sizeof(error));
+        if (status != OXS_OK) {
+            reply_status(exchange, status, error);
+            goto cleanup;
+        }
+    }
     if (encoding == OXS__ENCODE_PREDICT) {
         status = oxs_request_set_id(request, exchange->request_id, strlen(exchange->request_id));
         if (status != OXS_OK) {
@@ -313,7 +322,7 @@ static void handle_server_metadata(oxs__http_exchange_t *exchange)
     exchange->status = 200;
     oxs_buf_puts(exchange->out, "{\"name\":\"onnxserve\",\"version\":");
     oxs_json_write_string(exchange->out, OXS_VERSION, strlen(OXS_VERSION));
-    oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\"]}");
+    oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\",\"model_configuration\"]}");
 }
 
 static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool ok)
@@ -435,6 +444,13 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         model = find_model(exchange, route->model, route->version);
         if (model != NULL)
             handle_model_ready(exchange, model);
+        break;
+    case OXS__EP_MODEL_CONFIG:
+        model = find_model(exchange, route->model, route->version);
+        if (model != NULL && require_ready(exchange, model)) {
+            exchange->status = 200;
+            oxs_json_encode_model_config(exchange->out, model);
+        }
         break;
     case OXS__EP_MODEL_INFER:
         model = find_model(exchange, route->model, route->version);

@@ -23,6 +23,7 @@ typedef struct oxs__http_exchange {
     size_t body_len;
     const char *request_id; /* from X-Request-ID, or generated */
     int64_t json_len;       /* Inference-Header-Content-Length, or -1 when absent */
+    int64_t timeout_ms;     /* X-Request-Timeout-Ms, or -1 when absent */
 
     int status;         /* HTTP status; 0 when an inference was submitted */
     bool retry_after;   /* add "Retry-After: 1" */

@@ -28,6 +28,8 @@ static const route_pattern_t route_table[] = {
     {"v2/models/{name}/versions/{version}/ready", OXS__HTTP_GET, OXS__EP_MODEL_READY},
     {"v2/models/{name}/infer", OXS__HTTP_POST, OXS__EP_MODEL_INFER},
     {"v2/models/{name}/versions/{version}/infer", OXS__HTTP_POST, OXS__EP_MODEL_INFER},
+    {"v2/models/{name}/config", OXS__HTTP_GET, OXS__EP_MODEL_CONFIG},
+    {"v2/models/{name}/versions/{version}/config", OXS__HTTP_GET, OXS__EP_MODEL_CONFIG},
     {"healthz", OXS__HTTP_GET, OXS__EP_HEALTHZ},
 };
 

@@ -21,6 +21,7 @@ typedef enum oxs__http_endpoint {
     OXS__EP_MODEL_METADATA,  /* GET /v2/models/{name}[/versions/{v}] */
     OXS__EP_MODEL_READY,     /* GET /v2/models/{name}[/versions/{v}]/ready */
     OXS__EP_MODEL_INFER,     /* POST /v2/models/{name}[/versions/{v}]/infer */
+    OXS__EP_MODEL_CONFIG,    /* GET /v2/models/{name}[/versions/{v}]/config */
     OXS__EP_HEALTHZ,         /* GET /healthz */
 } oxs__http_endpoint_t;
 

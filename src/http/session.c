@@ -42,6 +42,7 @@ typedef enum header_kind {
     HEADER_REQUEST_ID,
     HEADER_EXPECT,
     HEADER_BINARY_TENSORS, /* Inference-Header-Content-Length: the KServe binary extension */
+    HEADER_TIMEOUT,        /* X-Request-Timeout-Ms: the request's queue deadline */
 } header_kind_t;
 
 struct oxs__http_session {
@@ -76,6 +77,8 @@ struct oxs__http_session {
     oxs_buf_t expect;
     oxs_buf_t binary_header; /* Inference-Header-Content-Length's value */
     bool binary_header_seen;
+    oxs_buf_t timeout_header; /* X-Request-Timeout-Ms's value */
+    bool timeout_header_seen;
     const char *method_name;
     oxs__http_method_t method;
     bool http10;
@@ -101,6 +104,7 @@ struct oxs__http_session {
     /* Written by the worker thread that completes the inference, read after done_lock. */
     oxs__http_encoding_t encoding;
     const oxs_json_reply_t *reply;
+    oxs_request_t *request; /* submitted, until its completion; guarded by ctx->done_lock */
     size_t done_json_len;
     int done_status;
     bool done_retry_after;
@@ -220,6 +224,8 @@ static void reset_request(oxs__http_session_t *session)
     oxs_buf_reset(&session->expect);
     oxs_buf_reset(&session->binary_header);
     session->binary_header_seen = false;
+    oxs_buf_reset(&session->timeout_header);
+    session->timeout_header_seen = false;
     oxs_buf_reset(&session->model);
     oxs_buf_reset(&session->error);
     session->header = HEADER_OTHER;
@@ -303,6 +309,8 @@ static header_kind_t classify_header(oxs_buf_t *name)
         return HEADER_EXPECT;
     if (name->len == 31 && strncasecmp(name->data, "inference-header-content-length", 31) == 0)
         return HEADER_BINARY_TENSORS;
+    if (name->len == 20 && strncasecmp(name->data, "x-request-timeout-ms", 20) == 0)
+        return HEADER_TIMEOUT;
     return HEADER_OTHER;
 }
 
@@ -322,6 +330,9 @@ static int on_header_value(void *user, const char *at, size_t len)
         } else if (session->header == HEADER_BINARY_TENSORS) {
             oxs_buf_reset(&session->binary_header);
             session->binary_header_seen = true;
+        } else if (session->header == HEADER_TIMEOUT) {
+            oxs_buf_reset(&session->timeout_header);
+            session->timeout_header_seen = true;
         }
     }
     if (session->header == HEADER_REQUEST_ID)
@@ -330,6 +341,8 @@ static int on_header_value(void *user, const char *at, size_t len)
         oxs_buf_append(&session->expect, at, len);
     else if (session->header == HEADER_BINARY_TENSORS)
         oxs_buf_append(&session->binary_header, at, len);
+    else if (session->header == HEADER_TIMEOUT)
+        oxs_buf_append(&session->timeout_header, at, len);
     return 0;
 }
 
@@ -561,11 +574,9 @@ static void send_early_error(oxs__http_session_t *session)
 /* ------------------------------------------------------------------------------------------ */
 /* Dispatch */
 
-/* Reads Inference-Header-Content-Length: digits only, at most the body's length. */
-static bool parse_json_len(oxs__http_session_t *session, int64_t *out, char *error,
-                           size_t error_size)
+/* Reads a header value of digits only into *out. */
+static bool parse_digits(const oxs_buf_t *value, uint64_t *out)
 {
-    oxs_buf_t *value = &session->binary_header;
     uint64_t n = 0;
     bool valid = !value->failed && value->len > 0;
     for (size_t i = 0; valid && i < value->len; i++) {
@@ -573,7 +584,35 @@ static bool parse_json_len(oxs__http_session_t *session, int64_t *out, char *err
         valid = c >= '0' && c <= '9' && n <= (UINT64_MAX - 9) / 10;
         n = n * 10 + (uint64_t)(c - '0');
     }
-    if (!valid) {
+    *out = n;
+    return valid;
+}
+
+/* Reads X-Request-Timeout-Ms: milliseconds, up to an hour. */
+static bool parse_timeout(oxs__http_session_t *session, int64_t *out, char *error,
+                          size_t error_size)
+{
+    oxs_buf_t *value = &session->timeout_header;
+    uint64_t ms = 0;
+    if (!parse_digits(value, &ms) || ms > 3600000) {
+        snprintf(error, error_size,
+                 "X-Request-Timeout-Ms: value \"%.*s\" is not valid; expected milliseconds, "
+                 "an integer from 0 to 3600000",
+                 value->failed ? MAX_BINARY_HEADER_BYTES : (int)value->len,
+                 value->data ? value->data : "");
+        return false;
+    }
+    *out = (int64_t)ms;
+    return true;
+}
+
+/* Reads Inference-Header-Content-Length: digits only, at most the body's length. */
+static bool parse_json_len(oxs__http_session_t *session, int64_t *out, char *error,
+                           size_t error_size)
+{
+    oxs_buf_t *value = &session->binary_header;
+    uint64_t n = 0;
+    if (!parse_digits(value, &n)) {
         snprintf(error, error_size,
                  "Inference-Header-Content-Length: value \"%.*s\" is not valid; expected the "
                  "byte length of the JSON header, a non-negative integer",
@@ -635,8 +674,16 @@ static void dispatch(oxs__http_session_t *session)
         return;
     }
 
+    int64_t timeout_ms = -1;
+    if (session->timeout_header_seen &&
+        !parse_timeout(session, &timeout_ms, error, sizeof(error))) {
+        send_error(session, 400, error);
+        return;
+    }
+
     oxs__http_exchange_t exchange = {
         .json_len = json_len,
+        .timeout_ms = timeout_ms,
         .ctx = session->ctx,
         .session = session,
         .route = &route,
@@ -764,6 +811,7 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
     oxs_buf_init(&session->request_id_header, MAX_REQUEST_ID_BYTES);
     oxs_buf_init(&session->expect, MAX_EXPECT_BYTES);
     oxs_buf_init(&session->binary_header, MAX_BINARY_HEADER_BYTES);
+    oxs_buf_init(&session->timeout_header, MAX_BINARY_HEADER_BYTES);
     oxs_buf_init(&session->head, 0);
     oxs_buf_init(&session->out, 0);
     oxs_buf_init(&session->model, MAX_MODEL_NAME_BYTES);
@@ -907,6 +955,7 @@ static void session_free(oxs__http_session_t *session)
     oxs_buf_free(&session->request_id_header);
     oxs_buf_free(&session->expect);
     oxs_buf_free(&session->binary_header);
+    oxs_buf_free(&session->timeout_header);
     oxs_buf_free(&session->head);
     oxs_buf_free(&session->out);
     oxs_buf_free(&session->model);
@@ -923,8 +972,16 @@ void oxs__http_session_release(oxs__http_session_t *session)
         session->state = STATE_CLOSED;
         count_in_flight(session, false);
     }
-    if (!session->inference_pending)
+    if (!session->inference_pending) {
         session_free(session);
+        return;
+    }
+    /* The client left: its queued request is dropped before it runs, and a running one stops
+     * when it runs alone. The completion frees the session as usual. */
+    pthread_mutex_lock(&session->ctx->done_lock);
+    if (session->request != NULL)
+        oxs_request_cancel(session->request);
+    pthread_mutex_unlock(&session->ctx->done_lock);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -937,6 +994,11 @@ static void on_inference_complete(void *user, oxs_response_t *response)
     oxs__http_session_t *session = user;
     oxs__http_context_t *ctx = session->ctx;
     bool retry_after = false;
+
+    /* From here the response may be destroyed: a cancellation must no longer reach it. */
+    pthread_mutex_lock(&ctx->done_lock);
+    session->request = NULL;
+    pthread_mutex_unlock(&ctx->done_lock);
 
     oxs_buf_reset(&session->out);
     session->done_json_len = 0;
@@ -971,9 +1033,17 @@ oxs_status_t oxs__http_session_submit(oxs__http_session_t *session, oxs_request_
     session->encoding = encoding;
     session->reply = reply;
     session->inference_pending = true;
+    /* Set before submit: the completion may run before submit returns. */
+    pthread_mutex_lock(&session->ctx->done_lock);
+    session->request = request;
+    pthread_mutex_unlock(&session->ctx->done_lock);
     status = oxs_request_submit(request, on_inference_complete, session, error, error_size);
-    if (status != OXS_OK)
+    if (status != OXS_OK) {
         session->inference_pending = false;
+        pthread_mutex_lock(&session->ctx->done_lock);
+        session->request = NULL;
+        pthread_mutex_unlock(&session->ctx->done_lock);
+    }
     return status;
 }
 

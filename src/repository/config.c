@@ -481,7 +481,7 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
         "max_batch_size",   "dynamic_batching",   "instance_group",
         "allow_cpu_fallback", "version_policy",   "intra_op_threads",
         "inter_op_threads", "graph_optimization_level", "execution_providers",
-        "warmup",
+        "warmup", "max_queue_size",
     };
     static const char *const levels[] = {"disable", "basic", "extended", "all"};
     static const oxs_graph_opt_t level_values[] = {OXS_GRAPH_OPT_DISABLE, OXS_GRAPH_OPT_BASIC,
@@ -490,6 +490,7 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
     oxs_model_config_t *config = &out->config;
     oxs__config_defaults(server, config);
     out->batch_given = false;
+    out->groups_given = false;
     out->warmup_storage = NULL;
 
     json_error_t parse_error;
@@ -517,6 +518,7 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
             status = read_dynamic_batching(&p, value, config, &delay_given);
         } else if (strcmp(key, "instance_group") == 0) {
             status = read_instance_groups(&p, value, config);
+            out->groups_given = true;
         } else if (strcmp(key, "allow_cpu_fallback") == 0) {
             status = read_bool(&p, key, value, &config->allow_cpu_fallback);
         } else if (strcmp(key, "version_policy") == 0) {
@@ -531,6 +533,8 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
             config->graph_optimization = level_values[level];
         } else if (strcmp(key, "execution_providers") == 0) {
             status = read_providers(&p, value, config);
+        } else if (strcmp(key, "max_queue_size") == 0) {
+            status = read_small_int(&p, key, value, 1, 1000000, &config->max_queue_size);
         } else if (strcmp(key, "warmup") == 0) {
             status = read_warmup(&p, value, config, &server->allocator, &out->warmup_storage);
         }
@@ -586,6 +590,26 @@ oxs_status_t oxs__config_complete(oxs_model_t *model, oxs__config_t *file, char 
     }
     if (config->max_batch_size == 0)
         config->dynamic_batching = 0;
+
+    /* Without an instance_group, keep instances x intra-op threads within the cores. */
+    int per_instance = config->intra_op_threads > 0 ? config->intra_op_threads
+                                                    : model->server->options.intra_op_threads;
+    int cores = oxs__cpu_count();
+    if (!file->groups_given && config->instance_count * per_instance > cores) {
+        int count = cores / per_instance > 0 ? cores / per_instance : 1;
+        oxs_log_field_t fields[] = {
+            {.key = "instances", .num = config->instance_count},
+            {.key = "chosen", .num = count},
+            {.key = "intra_op_threads", .num = per_instance},
+            {.key = "cores", .num = cores},
+        };
+        oxs__log(model->server, OXS_LOG_WARN, model->name,
+                 "fewer instances, so that instances x intra-op threads fit the cores; set "
+                 "instance_group in config.json to choose",
+                 fields, sizeof(fields) / sizeof(fields[0]));
+        config->instance_groups[0].count = count;
+        config->instance_count = count;
+    }
     for (int i = 0; i < config->preferred_batch_size_count; i++) {
         if (config->preferred_batch_sizes[i] > config->max_batch_size)
             return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,

@@ -207,15 +207,128 @@ oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64
     return oxs_server_load_model_config(server, name, version, path, NULL, error, error_size);
 }
 
+typedef struct warmup_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    oxs_response_t *response;
+} warmup_wait_t;
+
+static void warmup_complete(void *user, oxs_response_t *response)
+{
+    warmup_wait_t *wait = user;
+    pthread_mutex_lock(&wait->lock);
+    wait->response = response;
+    pthread_cond_signal(&wait->done);
+    pthread_mutex_unlock(&wait->lock);
+}
+
+/* Fills every input with generated data: dynamic dims are 1, numbers are small pseudo-random
+ * values (zero or one for BOOL) and BYTES elements are 4 letters. */
+static oxs_status_t fill_random_inputs(oxs_request_t *request, char *error, size_t error_size)
+{
+    const oxs_model_t *model = request->model;
+    uint32_t state = 12345;
+    for (size_t i = 0; i < model->input_count; i++) {
+        const oxs__io_t *io = &model->inputs[i];
+        int64_t shape[OXS_MAX_DIMS];
+        size_t count = 1;
+        int rank = io->info.rank < 0 ? 1 : io->info.rank;
+        for (int d = 0; d < rank; d++) {
+            shape[d] = io->info.rank < 0 || io->dims[d] < 0 ? 1 : io->dims[d];
+            count *= (size_t)shape[d];
+        }
+        void *data = NULL;
+        size_t bytes = 0;
+        oxs_status_t status;
+        if (io->info.datatype == OXS_DT_BYTES) {
+            bytes = count * 8;
+            status = oxs_request_add_bytes_input(request, io->info.name, strlen(io->info.name),
+                                                 shape, rank, bytes, &data, error, error_size);
+            if (status != OXS_OK)
+                return status;
+            for (size_t e = 0; e < count; e++)
+                memcpy((char *)data + e * 8, "\x04\0\0\0warm", 8);
+            continue;
+        }
+        status = oxs_request_add_input(request, io->info.name, strlen(io->info.name),
+                                       io->info.datatype, shape, rank, &data, &bytes, error,
+                                       error_size);
+        if (status != OXS_OK)
+            return status;
+        unsigned char *out = data;
+        for (size_t b = 0; b < bytes; b++) {
+            state = state * 1103515245u + 12345u;
+            out[b] = io->info.datatype == OXS_DT_BOOL ? (unsigned char)((state >> 16) & 1)
+                                                      : (unsigned char)((state >> 16) & 0x3F);
+        }
+        if (io->info.datatype == OXS_DT_FP32 || io->info.datatype == OXS_DT_FP64 ||
+            io->info.datatype == OXS_DT_FP16 || io->info.datatype == OXS_DT_BF16)
+            memset(data, 0, bytes); /* zeros: random bits could be NaN */
+    }
+    return OXS_OK;
+}
+
+/* Runs the configuration's warmup requests one at a time before the model is READY. */
+static oxs_status_t run_warmup(oxs_model_t *model, char *error, size_t error_size)
+{
+    const oxs_model_config_t *config = &model->config.config;
+    oxs_server_t *server = model->server;
+    size_t runs = config->warmup_random ? 1 : config->warmup_count;
+    if (runs > 0 && !config->warmup_random && server->options.warmup_decode == NULL)
+        return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
+                         "config.json: warmup: request bodies need a decoder, which this program "
+                         "did not set; use \"random\"");
+
+    for (size_t i = 0; i < runs; i++) {
+        char message[400] = "";
+        oxs_request_t *request = NULL;
+        oxs_status_t status = oxs__request_create(server, model, &request);
+        if (status == OXS_OK) {
+            if (config->warmup_random)
+                status = fill_random_inputs(request, message, sizeof(message));
+            else
+                status = server->options.warmup_decode(server->options.warmup_user, request,
+                                                       config->warmup_bodies[i],
+                                                       strlen(config->warmup_bodies[i]), message,
+                                                       sizeof(message));
+        }
+        warmup_wait_t wait = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL};
+        if (status == OXS_OK)
+            status = oxs_request_submit(request, warmup_complete, &wait, message,
+                                        sizeof(message));
+        if (status == OXS_OK) {
+            pthread_mutex_lock(&wait.lock);
+            while (wait.response == NULL)
+                pthread_cond_wait(&wait.done, &wait.lock);
+            pthread_mutex_unlock(&wait.lock);
+            status = oxs_response_status(wait.response);
+            snprintf(message, sizeof(message), "%s", oxs_response_error(wait.response));
+            oxs_response_destroy(wait.response);
+        } else {
+            oxs_request_destroy(request);
+        }
+        if (status != OXS_OK) {
+            if (config->warmup_random)
+                return oxs__fail(status, error, error_size, "config.json: warmup \"random\": %s",
+                                 message);
+            return oxs__fail(status, error, error_size, "config.json: warmup[%zu]: %s", i,
+                             message);
+        }
+    }
+    return OXS_OK;
+}
+
 /* Reads the configuration (or takes the defaults), loads the session and completes the
  * configuration from the model. */
 static oxs_status_t load_configured(oxs_model_t *model, const char *path,
                                     const char *config_path, char *message, size_t size)
 {
     oxs_status_t result = OXS_OK;
-    if (config_path != NULL)
-        result = oxs__config_read(model->server, config_path, "config.json", &model->config,
-                                  message, size);
+    if (config_path != NULL) {
+        const char *file = strrchr(config_path, '/');
+        result = oxs__config_read(model->server, config_path, file != NULL ? file + 1 : config_path,
+                                  &model->config, message, size);
+    }
     else
         oxs__config_defaults(model->server, &model->config.config);
     if (result == OXS_OK)
@@ -224,6 +337,8 @@ static oxs_status_t load_configured(oxs_model_t *model, const char *path,
         result = oxs__config_complete(model, &model->config, message, size);
     if (result == OXS_OK)
         result = oxs__scheduler_start(model, message, size);
+    if (result == OXS_OK)
+        result = run_warmup(model, message, size);
     return result;
 }
 

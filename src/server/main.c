@@ -30,6 +30,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include "codec/json.h"
 #include "http/frontend.h"
 #include "onnxserve.h"
 #include "server/log.h"
@@ -84,6 +85,15 @@ static void log_startup(const oxs_logger_t *logger, const oxs_cli_options_t *cli
     oxs_log_write(logger, OXS_LOG_INFO, NULL, NULL, "onnxserve starting", fields, count);
 }
 
+/* Decodes a warmup body from config.json as the HTTP frontend decodes an infer request. */
+static oxs_status_t decode_warmup(void *user, oxs_request_t *request, const char *body,
+                                  size_t len, char *error, size_t error_size)
+{
+    (void)user;
+    oxs_json_reply_t *reply = NULL;
+    return oxs_json_decode_infer(request, body, len, len, &reply, error, error_size);
+}
+
 static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logger,
                                 oxs_options_t *options)
 {
@@ -96,6 +106,7 @@ static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logg
     options->enable_mem_pattern = cli->enable_mem_pattern ? 1 : 0;
     options->optimized_model_dir = cli->optimized_model_dir;
     options->max_tensor_bytes = cli->max_tensor_bytes;
+    options->warmup_decode = decode_warmup;
     options->log_fn = oxs_log_library_event;
     options->log_user = logger;
     options->log_level = logger->level;
@@ -116,7 +127,8 @@ static bool load_models(const oxs_logger_t *logger, const oxs_cli_options_t *cli
         oxs_model_t *model = NULL;
 
         oxs_cli_model_name(cli->model_file, name, sizeof(name));
-        status = oxs_server_load_model(server, name, 1, cli->model_file, error, sizeof(error));
+        status = oxs_server_load_model_config(server, name, 1, cli->model_file, cli->model_config,
+                                              error, sizeof(error));
         if (status == OXS_OK)
             return true;
         if (oxs_server_get_model(server, name, 1, &model) == OXS_OK) {

@@ -72,6 +72,10 @@ static const cli_option_t cli_table[] = {
      .offset = FIELD(model_repository), .metavar = "DIR", .help_default = "",
      .help = "Serve every model in DIR, laid out as NAME/VERSION/model.onnx (the highest version "
              "of each). Give either this or one MODEL.onnx file."},
+    {.name = "model-config", .key = "model_config", .type = CLI_STRING,
+     .offset = FIELD(model_config), .metavar = "FILE", .help_default = "",
+     .help = "config.json for the one MODEL.onnx file (a repository keeps it in "
+             "NAME/config.json). It overrides the per-model defaults below."},
     {.name = "host", .key = "host", .type = CLI_HOST, .offset = FIELD(host),
      .default_text = "127.0.0.1", .metavar = "ADDRESS",
      .help = "IPv4 or IPv6 address the HTTP server listens on (0.0.0.0: every interface)."},
@@ -83,11 +87,13 @@ static const cli_option_t cli_table[] = {
      .unit = "threads", .help = "HTTP I/O threads, each running one event loop."},
     {.name = "workers", .key = "workers", .type = CLI_INT, .offset = FIELD(workers),
      .default_cores = true, .min = 1, .max = 1024, .metavar = "N", .unit = "threads",
-     .help = "Inference worker threads. Each runs one request at a time."},
+     .help = "Instances of each model, each an inference thread running one request or batch "
+             "at a time. Default for every model; config.json's instance_group overrides it."},
     {.name = "queue-size", .key = "queue_size", .type = CLI_INT, .offset = FIELD(queue_size),
      .default_text = "128", .min = 1, .max = 1000000, .metavar = "N", .unit = "requests",
-     .help = "Requests that may wait for a worker. When the queue is full, new requests get "
-             "503 with Retry-After."},
+     .help = "Requests that may wait in each model's queue. When it is full, new requests get "
+             "503 with Retry-After. Default for every model; config.json's max_queue_size "
+             "overrides it."},
     {.name = "intra-op-threads", .key = "intra_op_threads", .type = CLI_INT,
      .offset = FIELD(intra_op_threads), .default_text = "1", .min = 1, .max = 1024, .metavar = "N",
      .unit = "threads",
@@ -128,7 +134,8 @@ static const cli_option_t cli_table[] = {
     {.name = "graph-optimization-level", .key = "graph_optimization_level", .type = CLI_ENUM,
      .offset = FIELD(graph_optimization), .default_text = "all", .metavar = "LEVEL",
      .choices = graph_opt_choices,
-     .help = "ONNX Runtime graph optimizations: disable, basic, extended or all."},
+     .help = "ONNX Runtime graph optimizations: disable, basic, extended or all. Default for "
+             "every model; config.json's graph_optimization_level overrides it."},
     {.name = "enable-mem-arena", .key = "enable_mem_arena", .type = CLI_BOOL,
      .offset = FIELD(enable_mem_arena), .default_text = "true", .metavar = "BOOL",
      .help = "ONNX Runtime's CPU memory arena (true or false)."},
@@ -425,6 +432,13 @@ bool oxs_cli_parse(oxs_cli_options_t *options, int argc, char **argv, char *erro
                  "both --model-repository \"%s\" and the model file \"%s\" are given; "
                  "give one of them",
                  options->model_repository, options->model_file);
+        return false;
+    }
+    if (options->model_config != NULL && options->model_file == NULL) {
+        snprintf(error, error_size,
+                 "--model-config \"%s\" needs one MODEL.onnx file; in a repository, put the "
+                 "file at NAME/config.json",
+                 options->model_config);
         return false;
     }
     if (options->model_repository == NULL && options->model_file == NULL) {

@@ -16,6 +16,7 @@
 typedef struct oxs_cli_options {
     const char *model_repository; /* NAME/VERSION/model.onnx folders, or NULL */
     const char *model_file;       /* the positional MODEL.onnx, or NULL */
+    const char *model_config;     /* config.json for model_file, or NULL */
     const char *host;
     int http_port;
     int http_threads;

@@ -18,9 +18,11 @@ WORKERS = 3
 INTRA_OP_THREADS = 2
 QUEUE_SIZE = 4
 HELD_CONNECTIONS = 1000
-# The test repository's models that load (identity, scale, slow); each gets --workers instances.
+# The test repository's models that load (identity, scale, slow). Each gets --workers instances,
+# fewer when instances x intra-op threads would exceed the cores (docs/ARCHITECTURE.md).
 MODELS = 3
-INSTANCES = MODELS * WORKERS
+PER_MODEL = min(WORKERS, max(1, len(os.sched_getaffinity(0)) // INTRA_OP_THREADS))
+INSTANCES = MODELS * PER_MODEL
 
 # The formula in docs/ARCHITECTURE.md: the main thread, the I/O threads, each model's instances
 # and ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX Runtime 1.29 adds
@@ -123,7 +125,7 @@ class ThreadCountTest(harness.ServerTestCase):
         self.assertThreadCount("idle after start")
         rounds = harness.calibrate_slow_rounds(self.server, 3.0)
         body = harness.slow_body(rounds)
-        running = [Requester(self.server, body, f"run-{i}") for i in range(WORKERS)]
+        running = [Requester(self.server, body, f"run-{i}") for i in range(PER_MODEL)]
         for requester in running:
             requester.start()
         time.sleep(0.7)
