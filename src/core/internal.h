@@ -118,6 +118,7 @@ struct oxs_model {
     char *name;
     int64_t version;
     _Atomic int state;      /* oxs_model_state_t */
+    atomic_bool described;  /* inputs, outputs and metadata are written and stay until free */
     char reason[512];       /* why UNAVAILABLE, paths removed; written before state changes */
     int64_t load_us;
 

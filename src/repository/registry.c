@@ -165,6 +165,7 @@ static oxs_status_t model_register(oxs_server_t *server, const char *name, int64
         return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
     atomic_init(&model->refs, 2); /* the registry's and the caller's */
     atomic_init(&model->state, OXS_MODEL_LOADING);
+    atomic_init(&model->described, false);
     model->server = server;
     model->version = version;
     model->metadata.opset = -1;
@@ -333,6 +334,9 @@ static oxs_status_t load_configured(oxs_model_t *model, const char *path,
         oxs__config_defaults(model->server, &model->config.config);
     if (result == OXS_OK)
         result = oxs__session_load(model, path, message, size);
+    /* Warmup decodes requests through the public accessors while the model is LOADING. */
+    if (result == OXS_OK)
+        atomic_store(&model->described, true);
     if (result == OXS_OK)
         result = oxs__config_complete(model, &model->config, message, size);
     if (result == OXS_OK)
@@ -372,7 +376,10 @@ oxs_status_t oxs_server_load_model_config(oxs_server_t *server, const char *name
     model->load_us = oxs__now_us() - started;
     if (result != OXS_OK) {
         oxs__scheduler_stop(model);
-        oxs__session_unload(model);
+        /* Once described, a reader may hold pointers into the model's inputs: they stay until
+         * the model is freed. */
+        if (!atomic_load(&model->described))
+            oxs__session_unload(model);
         oxs__config_free(server, &model->config);
         mark_unavailable(model, message, path);
         oxs__fail(result, error, error_size, "%s", model->reason);
@@ -544,12 +551,12 @@ oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t
 
 /* ---- model handles --------------------------------------------------------------------- */
 
-/* Inputs, outputs, metadata and the load time are written while a model is LOADING, which
- * another thread may already have found, and never change after the atomic store that ends
- * LOADING. The accessors below report none of them until then. */
+/* Inputs, outputs and metadata are written while a model is LOADING, which another thread may
+ * already have found, and never change after the atomic store of described, which comes before
+ * the model's warmup. The accessors below report none of them until then. */
 static bool model_loaded(const oxs_model_t *model)
 {
-    return atomic_load(&model->state) != OXS_MODEL_LOADING;
+    return atomic_load(&model->described);
 }
 
 static const oxs_model_metadata_t loading_metadata = {
@@ -605,7 +612,8 @@ const char *oxs_model_state_reason(const oxs_model_t *model)
 
 int64_t oxs_model_load_us(const oxs_model_t *model)
 {
-    return model_loaded(model) ? model->load_us : 0;
+    /* Written before the store that ends LOADING. */
+    return atomic_load(&model->state) != OXS_MODEL_LOADING ? model->load_us : 0;
 }
 
 size_t oxs_model_input_count(const oxs_model_t *model)
