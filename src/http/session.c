@@ -26,6 +26,7 @@
 #define KEEP_BUFFER_BYTES (1024 * 1024) /* buffers above this are freed between requests */
 #define ERROR_BYTES 512
 #define MAX_BINARY_HEADER_BYTES 32 /* Inference-Header-Content-Length's value */
+#define MAX_PENDING_WHILE_BUSY (64 * 1024) /* pipelined bytes read while a request runs */
 #define MAX_LOGGED_ERROR_BYTES 4096
 
 static const char continue_response[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -110,10 +111,17 @@ struct oxs__http_session {
     bool done_retry_after;
     int64_t queue_us;
     int64_t compute_us;
+    int batch_size;
     oxs__http_session_t *done_next;
 };
 
 static void session_drive(oxs__http_session_t *session);
+
+/* Returns the bytes received and not parsed yet. */
+static size_t pending_bytes(const oxs__http_session_t *session)
+{
+    return session->pending.len - session->pending_offset;
+}
 
 int64_t oxs__http_now_us(void)
 {
@@ -175,6 +183,7 @@ static void log_request(oxs__http_session_t *session, int64_t bytes_out)
             OXS_LOG_NUM("latency_us", oxs__http_now_us() - session->begin_us),
             OXS_LOG_NUM("queue_us", session->queue_us),
             OXS_LOG_NUM("compute_us", session->compute_us),
+            OXS_LOG_NUM("batch_size", session->batch_size),
             OXS_LOG_NUM("bytes_in", session->bytes_in),
             OXS_LOG_NUM("bytes_out", bytes_out),
             OXS_LOG_STR("error", oxs_buf_cstr(&session->error)),
@@ -244,6 +253,7 @@ static void reset_request(oxs__http_session_t *session)
     session->json_len = 0;
     session->queue_us = 0;
     session->compute_us = 0;
+    session->batch_size = 0;
     session->body_received = 0;
 }
 
@@ -642,7 +652,9 @@ static void dispatch(oxs__http_session_t *session)
     session->request_ready = false;
     session->state = STATE_PROCESSING;
     count_in_flight(session, true);
-    set_reading(session, false);
+    /* Reading goes on while the request is processed, so that a client that closes its
+     * connection is noticed and its inference canceled; pipelined bytes wait in pending. */
+    set_reading(session, pending_bytes(session) < MAX_PENDING_WHILE_BUSY);
     if (!oxs__http_parser_keep_alive(&session->parser) ||
         oxs__http_parser_upgrade(&session->parser))
         session->close_after = true;
@@ -744,11 +756,6 @@ static size_t parse_bytes(oxs__http_session_t *session, const char *data, size_t
     return consumed;
 }
 
-static size_t pending_bytes(const oxs__http_session_t *session)
-{
-    return session->pending.len - session->pending_offset;
-}
-
 /* Advances the session as far as it can: parses buffered bytes, dispatches complete requests,
  * sends early errors and sets reading. A re-entrant call returns at once, and the outer call's
  * loop picks up its state changes. */
@@ -839,6 +846,8 @@ void oxs__http_session_feed(oxs__http_session_t *session, const char *data, size
         close_session(session, false);
         return;
     }
+    if (session->state != STATE_RECEIVING && pending_bytes(session) >= MAX_PENDING_WHILE_BUSY)
+        set_reading(session, false);
     session_drive(session);
 }
 
@@ -852,8 +861,18 @@ void oxs__http_session_eof(oxs__http_session_t *session)
                       session->request_id[0] ? session->request_id : NULL, NULL,
                       "client closed the connection before sending a complete request", fields, 1);
     }
-    if (session->state == STATE_RECEIVING)
+    if (session->state == STATE_RECEIVING) {
         close_session(session, false);
+        return;
+    }
+    /* The client closed its side while its request is processed. As nginx does, this counts
+     * as the client leaving: the inference is canceled, and the connection closes after the
+     * response, which a client that only half-closed still receives. */
+    session->close_after = true;
+    pthread_mutex_lock(&session->ctx->done_lock);
+    if (session->request != NULL)
+        oxs_request_cancel(session->request);
+    pthread_mutex_unlock(&session->ctx->done_lock);
 }
 
 void oxs__http_session_write_done(oxs__http_session_t *session, int status)
@@ -1008,6 +1027,7 @@ static void on_inference_complete(void *user, oxs_response_t *response)
     session->done_retry_after = retry_after;
     session->queue_us = oxs_response_queue_us(response);
     session->compute_us = oxs_response_compute_us(response);
+    session->batch_size = oxs_response_batch_size(response);
     oxs_response_destroy(response);
 
     pthread_mutex_lock(&ctx->done_lock);
@@ -1064,7 +1084,10 @@ size_t oxs__http_context_run_completions(oxs__http_context_t *ctx)
         session->inference_pending = false;
         count++;
         if (session->released) {
-            session_free(session); /* the client left; the response is dropped */
+            /* The client left: the response is dropped, and the log says what became of it. */
+            session->status = session->done_status;
+            log_request(session, 0);
+            session_free(session);
         } else if (session->state == STATE_PROCESSING) {
             session->status = session->done_status;
             session->retry_after = session->done_retry_after;
