@@ -2,11 +2,12 @@
  * onnxserve: load ONNX models once and run inference requests on a fixed pool of threads.
  *
  * Every exported symbol starts with oxs_. All state hangs off an oxs_server_t, so several
- * servers can live in one process. The library never prints, aborts or creates a thread after
- * oxs_server_create returns; it reports through return codes and an optional log callback.
+ * servers can live in one process. The library never prints or aborts. It creates threads only
+ * when a model loads (the model's instances), never on the request path, and reports through
+ * return codes and an optional log callback.
  *
  * Threads: functions marked "any thread" may be called concurrently. Completion callbacks run
- * on an inference worker thread and must not block for long.
+ * on one of the model's instance threads and must not block for long.
  */
 #ifndef ONNXSERVE_H
 #define ONNXSERVE_H
@@ -137,8 +138,8 @@ typedef oxs_status_t (*oxs_warmup_decode_fn)(void *user, oxs_request_t *request,
                                              size_t error_size);
 
 typedef struct oxs_options {
-    int workers;               /* inference worker threads, >= 1 */
-    int queue_size;            /* maximum requests waiting for a worker, >= 1 */
+    int workers;               /* instances of each model without an instance_group, >= 1 */
+    int queue_size;            /* requests that may wait in each model's queue, >= 1 */
     int intra_op_threads;      /* ONNX Runtime's process-wide intra-op pool size, >= 1 */
     oxs_graph_opt_t graph_optimization;
     int enable_mem_arena;      /* ONNX Runtime CPU memory arena, 0 or 1 */
@@ -417,8 +418,8 @@ oxs_status_t oxs_request_set_timeout_us(oxs_request_t *request, int64_t timeout_
 
 /* Cancels a submitted request: one still queued completes with OXS_ERR_CANCELED without
  * running, and one running alone has its ONNX Runtime call terminated. The callback runs as
- * usual. Call it only while the request is owned by the library, that is before its callback
- * has started; the caller must serialize this against the callback. Any thread. */
+ * usual. The caller must make sure the response is not destroyed during the call, for example
+ * by taking a lock that its callback also takes before destroying it. Any thread. */
 void oxs_request_cancel(oxs_request_t *request);
 
 /* Called once per successfully submitted request, on a worker thread. The receiver owns

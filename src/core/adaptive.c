@@ -6,8 +6,8 @@
  *     the part of the latency the batcher controls.
  *   - Below 80% of the target: grow the delay by an eighth of the headroom, at least 20 us,
  *     so more requests can join each batch.
- *   - Never wait longer than the target minus twice the average compute time, so that a
- *     request that waits the whole delay can still finish within the target.
+ *   - Never wait longer than the target minus twice the average compute time, which leaves a
+ *     request that waits the whole delay about two batches' time to finish.
  */
 #include "core/adaptive.h"
 

@@ -4,7 +4,7 @@
  *
  * Threads: oxs__scheduler_start starts one thread per instance of the model, named
  * oxs-worker, when the model loads; none is created on the request path. One instance at a
- * time forms a batch, waiting at most the batch delay for requests to join; the others wait
+ * time forms a batch, waiting at most the batch delay for requests to join. The others wait
  * for it, so that arrivals join that batch instead of running alone.
  */
 #include <errno.h>
@@ -129,7 +129,7 @@ typedef struct batch {
     oxs_request_t *run[OXS__MAX_BATCH_REQUESTS];
     size_t run_count;
     int64_t rows;
-    oxs_request_t *dead; /* canceled or expired, answered without running */
+    oxs_request_t *dead; /* canceled or expired, completed without running */
 } batch_t;
 
 static void take_dead(oxs__scheduler_t *s, batch_t *batch, level_t *level,

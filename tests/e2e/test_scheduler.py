@@ -175,8 +175,8 @@ class SchedulerTest(harness.ServerTestCase):
                                   args=("/v2/models/slow/infer", long_body), daemon=True)
         holder.start()
         time.sleep(0.3)
-        # Both wait behind the holder; a timed-out request is answered when the instance next
-        # takes work, without running.
+        # Both wait behind the holder. A timed-out request completes, without running, when the
+        # instance next takes work.
         body = json.loads(harness.slow_body(1))
         body["parameters"] = {"timeout": 50000}
         requests = {
