@@ -189,8 +189,9 @@ const char *oxs_runtime_version(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Models. A model handle is reference counted: every handle returned to the caller must be
- * released once with oxs_model_release. While a model is LOADING (or after it failed to load),
- * its accessors report no inputs, no outputs, empty metadata and a load time of 0.
+ * released once with oxs_model_release. Until a LOADING model's session is built (and for a
+ * model that failed before that), its accessors report no inputs, no outputs and empty
+ * metadata; the load time is 0 while LOADING.
  */
 typedef struct oxs_model oxs_model_t;
 

@@ -241,12 +241,14 @@ static void test_introspection_during_load(void **state)
         /* The state is read last: LOADING here means every read above happened during the load. */
         if (oxs_model_state(model) != OXS_MODEL_LOADING)
             break;
+        /* Each field is either not there yet or complete: the model publishes them at once when
+         * its session is built, before warmup ends LOADING. */
         loading_reads++;
-        assert_int_equal(inputs, 0);
-        assert_int_equal(outputs, 0);
-        assert_int_equal(custom_count, 0);
-        assert_int_equal(producer_len, 0);
-        assert_int_equal(found, -1);
+        assert_true(inputs == 0 || inputs == 13);
+        assert_true(outputs == 0 || outputs == 13);
+        assert_true(custom_count == 0 || custom_count == 1);
+        assert_true(producer_len == 0 || producer_len == strlen("onnxserve-tests"));
+        assert_true(found == -1 || found >= 0);
     }
     assert_int_equal(pthread_join(thread, NULL), 0);
     if (loader.status != OXS_OK)
