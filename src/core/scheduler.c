@@ -22,6 +22,7 @@ typedef struct instance {
     oxs__scheduler_t *scheduler;
     pthread_t thread;
     bool started;
+    int device; /* GPU id from its group's gpus, or -1 on the CPU */
     void *run_options; /* OrtRunOptions, terminated to cancel the request it runs alone */
 } instance_t;
 
@@ -361,6 +362,24 @@ oxs_status_t oxs__scheduler_start(oxs_model_t *model, char *error, size_t error_
     if (config->target_p99_ms > 0)
         oxs__adaptive_init(&s->adaptive, (int64_t)(config->target_p99_ms * 1000));
 
+    /* Placement: each group's instances take its GPU ids in turn. NOTE: GPU instances run on
+     * the CPU until sessions are bound to CUDA devices; the device is recorded and logged. */
+    char placement[256] = "";
+    size_t used = 0;
+    for (int g = 0, i = 0; g < config->instance_group_count; g++) {
+        const oxs_instance_group_t *group = &config->instance_groups[g];
+        for (int k = 0; k < group->count && i < config->instance_count; k++, i++) {
+            bool gpu = group->kind == OXS_INSTANCE_GPU;
+            s->instances[i].device = gpu ? (group->gpu_count > 0 ? group->gpus[k % group->gpu_count] : 0)
+                                         : -1;
+            int n = gpu ? snprintf(placement + used, sizeof(placement) - used, "%sgpu%d",
+                                   i ? "," : "", s->instances[i].device)
+                        : snprintf(placement + used, sizeof(placement) - used, "%scpu",
+                                   i ? "," : "");
+            used += n > 0 && (size_t)n < sizeof(placement) - used ? (size_t)n : 0;
+        }
+    }
+
     for (int i = 0; i < config->instance_count; i++) {
         instance_t *instance = &s->instances[i];
         instance->scheduler = s;
@@ -385,6 +404,7 @@ oxs_status_t oxs__scheduler_start(oxs_model_t *model, char *error, size_t error_
         {.key = "dynamic_batching", .num = config->dynamic_batching},
         {.key = "max_queue_size", .num = config->max_queue_size},
         {.key = "priority_levels", .num = config->priority_levels},
+        {.key = "placement", .str = placement},
     };
     oxs__log(model->server, OXS_LOG_INFO, model->name, "model scheduler started", fields,
              sizeof(fields) / sizeof(fields[0]));

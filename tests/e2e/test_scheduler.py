@@ -69,7 +69,9 @@ class SchedulerTest(harness.ServerTestCase):
                         "vad": os.path.join(harness.models_dir(), "silero_vad.onnx"),
                         "scale": os.path.join(harness.test_data_dir(), "scale.onnx")})
         write_config(self.repo, "scale", {"max_batch_size": 4, "dynamic_batching": {
-            "max_queue_delay_us": 300, "priority_levels": 2}, "instance_group": [{"count": 1}]})
+            "max_queue_delay_us": 300, "priority_levels": 2},
+            "instance_group": [{"count": 1}, {"count": 2, "kind": "gpu", "gpus": [1]}],
+            "allow_cpu_fallback": True})
         server = self.start_server(["--model-repository", self.repo, "--workers", "1"])
 
         cls = server.get("/v2/models/ocr_cls/config").json()
@@ -84,7 +86,13 @@ class SchedulerTest(harness.ServerTestCase):
         self.assertEqual(scale["max_batch_size"], 4)
         self.assertEqual(scale["dynamic_batching"]["max_queue_delay_us"], 300)
         self.assertEqual(scale["dynamic_batching"]["priority_levels"], 2)
-        self.assertEqual(scale["instance_group"], [{"count": 1, "kind": "cpu", "gpus": []}])
+        # No GPU here: allow_cpu_fallback places the gpu group's instances on the CPU.
+        self.assertEqual(scale["instance_group"], [{"count": 1, "kind": "cpu", "gpus": []},
+                                                   {"count": 2, "kind": "cpu", "gpus": []}])
+        started = server.find_logs(msg="model scheduler started", model="scale")
+        self.assertEqual(len(started), 1, f"scheduler log lines {started}")
+        self.assertEqual(started[0]["instances"], 3)
+        self.assertEqual(started[0]["placement"], "cpu,cpu,cpu")
         self.assertEqual(scale["version_policy"], {"latest": {"num_versions": 1}})
 
         # max_batch_size from config.json bounds every request.
