@@ -191,7 +191,7 @@ const char *oxs_runtime_version(void);
  * Models. A model handle is reference counted: every handle returned to the caller must be
  * released once with oxs_model_release. Until a LOADING model's session is built (and for a
  * model that failed before that), its accessors report no inputs, no outputs and empty
- * metadata; the load time is 0 while LOADING.
+ * metadata. The load time is 0 while LOADING.
  */
 typedef struct oxs_model oxs_model_t;
 
@@ -315,7 +315,7 @@ typedef struct oxs_model_config {
     int from_file;                /* 1 when a config.json was read */
     int max_batch_size;           /* 0: the model has no batch dimension to batch on */
     int dynamic_batching;         /* 1: requests are batched by the scheduler */
-    int64_t max_queue_delay_us;   /* longest wait for more requests to join a batch */
+    int64_t max_queue_delay_us;   /* maximum wait for more requests to join a batch */
     double target_p99_ms;         /* > 0: the delay adapts to keep p99 under this */
     int preferred_batch_size_count;
     int preferred_batch_sizes[OXS_MAX_PREFERRED_BATCH_SIZES];

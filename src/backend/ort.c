@@ -886,7 +886,7 @@ __attribute__((format(printf, 4, 5))) static void fail_batch(oxs_request_t **req
 }
 
 /* Copies each request's rows of a batch output into its response: fixed-size elements into a
- * pooled buffer, BYTES into its arena. offsets[r] is the first row of request r. */
+ * pooled buffer, BYTES into its arena. rows[r] is the number of rows of request r. */
 static bool split_output(oxs_request_t **requests, size_t count, size_t slot, OrtValue *value,
                          const oxs_tensor_view_t *whole, const int64_t *rows)
 {

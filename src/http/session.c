@@ -653,7 +653,7 @@ static void dispatch(oxs__http_session_t *session)
     session->state = STATE_PROCESSING;
     count_in_flight(session, true);
     /* Reading goes on while the request is processed, so that a client that closes its
-     * connection is noticed and its inference canceled; pipelined bytes wait in pending. */
+     * connection is noticed and its inference canceled. Pipelined bytes wait in pending. */
     set_reading(session, pending_bytes(session) < MAX_PENDING_WHILE_BUSY);
     if (!oxs__http_parser_keep_alive(&session->parser) ||
         oxs__http_parser_upgrade(&session->parser))
@@ -1084,7 +1084,7 @@ size_t oxs__http_context_run_completions(oxs__http_context_t *ctx)
         session->inference_pending = false;
         count++;
         if (session->released) {
-            /* The client left: the response is dropped, and the log says what became of it. */
+            /* The client left: the response is dropped, and the log line records its status. */
             session->status = session->done_status;
             log_request(session, 0);
             session_free(session);

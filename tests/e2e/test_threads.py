@@ -135,7 +135,7 @@ class ThreadCountTest(harness.ServerTestCase):
         time.sleep(0.7)
 
         # The slow model's instances busy and its queue full: each extra request for it must get
-        # 503 at once, while another model still answers.
+        # 503 at once, while another model still serves requests.
         for i in range(3):
             started = time.monotonic()
             response = self.server.post_json("/v2/models/slow/infer", harness.slow_body(1),
