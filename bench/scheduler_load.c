@@ -192,13 +192,14 @@ typedef struct table_row {
     double mean_batch;
     double queue_p50_ms;
     double compute_p50_ms;
+    double busy; /* the share of the window the model spent in ONNX Runtime's Run */
     const check_result_t *check;
 } table_row_t;
 
 static void print_header(void)
 {
-    printf("%-12s %5s %8s %8s %8s %6s %8s %10s  %s\n", "config", "conc", "img/s", "p50 ms",
-           "p99 ms", "batch", "queue ms", "compute ms", "responses checked");
+    printf("%-12s %5s %8s %8s %8s %6s %8s %10s %6s  %s\n", "config", "conc", "img/s", "p50 ms",
+           "p99 ms", "batch", "queue ms", "compute ms", "busy %", "responses checked");
 }
 
 static void print_cell(double value, int width, int decimals)
@@ -222,6 +223,7 @@ static void print_row(const table_row_t *row)
     print_cell(row->mean_batch, 6, 2);
     print_cell(row->queue_p50_ms, 8, 1);
     print_cell(row->compute_p50_ms, 10, 1);
+    print_cell(100 * row->busy, 6, 1);
     printf("  %ld, %ld failed, %ld bit-identical, max diff %.2g\n", row->check->checked,
            row->check->failed, row->check->identical, row->check->max_abs_diff);
     if (row->check->failed > 0)
@@ -238,9 +240,9 @@ static void append_results(const settings_t *settings, const table_row_t *row)
         fatal("opening the --results file failed");
     fprintf(file,
             "mode=%s label=%s concurrency=%d batch=%d throughput=%.4f p50_ms=%.3f p99_ms=%.3f "
-            "mean_batch=%.3f failed=%ld\n",
+            "mean_batch=%.3f busy=%.4f failed=%ld\n",
             settings->mode, row->label, row->concurrency, settings->batch, row->throughput,
-            row->p50_ms, row->p99_ms, row->mean_batch, row->check->failed);
+            row->p50_ms, row->p99_ms, row->mean_batch, row->busy, row->check->failed);
     fclose(file);
 }
 
@@ -390,6 +392,9 @@ static int run_inprocess(const settings_t *settings)
         next_image = (next_image + batch) % image_count;
     }
     double elapsed_ms = now_ms() - started;
+    double compute_sum_ms = 0;
+    for (size_t i = 0; i < count; i++)
+        compute_sum_ms += compute_ms[i];
 
     char label[64];
     snprintf(label, sizeof(label), "%s", settings->label != NULL ? settings->label : "in-process");
@@ -398,6 +403,7 @@ static int run_inprocess(const settings_t *settings)
         .throughput = (double)count * batch / (elapsed_ms / 1e3),
         .mean_batch = batch,
         .queue_p50_ms = NAN,
+        .busy = compute_sum_ms / elapsed_ms,
         .check = &check,
     };
     row.p99_ms = percentile(call_ms, count, 0.99);
@@ -792,6 +798,7 @@ static void summarize_load(load_t *load, double open_ms, double close_ms, table_
     double *compute = checked_calloc(total + 1, sizeof(double));
     size_t measured = 0, logged = 0;
     double batch_sum = 0;
+    double compute_share_ms = 0; /* each request's share of its batch's Run, summed */
     for (int c = 0; c < settings->concurrency; c++) {
         const connection_t *connection = &load->connections[c];
         for (size_t i = 0; i < connection->count; i++) {
@@ -803,6 +810,8 @@ static void summarize_load(load_t *load, double open_ms, double close_ms, table_
                 queue[logged] = sample->queue_ms;
                 compute[logged] = sample->compute_ms;
                 batch_sum += sample->batch_size;
+                if (sample->batch_size > 0)
+                    compute_share_ms += sample->compute_ms / sample->batch_size;
                 logged++;
             }
         }
@@ -811,6 +820,8 @@ static void summarize_load(load_t *load, double open_ms, double close_ms, table_
     row->p99_ms = percentile(latency, measured, 0.99);
     row->p50_ms = percentile(latency, measured, 0.50);
     row->mean_batch = logged > 0 ? batch_sum / (double)logged : NAN;
+    /* Requests without a log line count as idle time, so the share is a lower bound then. */
+    row->busy = last > first && logged > 0 ? compute_share_ms / (last - first) : NAN;
     row->queue_p50_ms = percentile(queue, logged, 0.50);
     row->compute_p50_ms = percentile(compute, logged, 0.50);
     if (settings->server_log != NULL && logged < measured)
