@@ -4,8 +4,10 @@
  *     OXS__ADAPTIVE_WINDOW latencies.
  *   - Above the target: halve the delay (a delay under 20 us becomes 0), because waiting is
  *     the part of the latency the batcher controls.
- *   - Below 80% of the target: grow the delay by an eighth of the headroom, at least 20 us,
- *     so more requests can join each batch.
+ *   - When batches average under 1.25 rows, waiting gathers nothing (a client sending one
+ *     request at a time, say): halve the delay, down to 20 us, which keeps probing.
+ *   - Otherwise, below 80% of the target: grow the delay by an eighth of the headroom, at
+ *     least 20 us, so more requests can join each batch.
  *   - Never wait longer than the target minus twice the average compute time, which leaves a
  *     request that waits the whole delay about two batches' time to finish.
  */
@@ -38,7 +40,7 @@ static int64_t window_p99(const oxs__adaptive_t *adaptive)
 }
 
 void oxs__adaptive_record(oxs__adaptive_t *adaptive, int64_t now_us, int64_t latency_us,
-                          int64_t compute_us)
+                          int64_t compute_us, int64_t rows)
 {
     (void)now_us;
     adaptive->window[adaptive->next] = latency_us;
@@ -48,6 +50,9 @@ void oxs__adaptive_record(oxs__adaptive_t *adaptive, int64_t now_us, int64_t lat
     adaptive->compute_us = adaptive->compute_us == 0
                                ? compute_us
                                : adaptive->compute_us + (compute_us - adaptive->compute_us) / 8;
+    adaptive->rows_x16 = adaptive->rows_x16 == 0
+                             ? rows * 16
+                             : adaptive->rows_x16 + (rows * 16 - adaptive->rows_x16) / 8;
     if (++adaptive->since_step < OXS__ADAPTIVE_STEP_EVERY)
         return;
     adaptive->since_step = 0;
@@ -58,6 +63,10 @@ void oxs__adaptive_record(oxs__adaptive_t *adaptive, int64_t now_us, int64_t lat
         adaptive->delay_us /= 2;
         if (adaptive->delay_us < MIN_STEP_US)
             adaptive->delay_us = 0;
+    } else if (adaptive->rows_x16 < 20) {
+        adaptive->delay_us /= 2;
+        if (adaptive->delay_us < MIN_STEP_US)
+            adaptive->delay_us = MIN_STEP_US;
     } else if (p99 * 5 < adaptive->target_us * 4) {
         int64_t step = (adaptive->target_us - p99) / 8;
         adaptive->delay_us += step > MIN_STEP_US ? step : MIN_STEP_US;

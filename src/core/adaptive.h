@@ -16,6 +16,7 @@ typedef struct oxs__adaptive {
     int64_t target_us;
     int64_t delay_us;   /* the delay in effect */
     int64_t compute_us; /* moving average of batch compute times */
+    int64_t rows_x16;   /* moving average of batch rows, times 16 */
     int64_t window[OXS__ADAPTIVE_WINDOW];
     int count;          /* latencies in window, up to OXS__ADAPTIVE_WINDOW */
     int next;           /* where the next latency goes */
@@ -26,11 +27,11 @@ typedef struct oxs__adaptive {
 /* Starts with no delay, aiming at a p99 latency of target_us. */
 void oxs__adaptive_init(oxs__adaptive_t *adaptive, int64_t target_us);
 
-/* Records one request's latency (enqueue to completion) and its batch's compute time, both in
- * microseconds, and adjusts the delay every OXS__ADAPTIVE_STEP_EVERY records. now_us is unused
- * by the rule today and kept for callers that replay traces. */
+/* Records one request's latency (enqueue to completion), its batch's compute time, both in
+ * microseconds, and its batch's rows, and adjusts the delay every OXS__ADAPTIVE_STEP_EVERY
+ * records. now_us is unused by the rule today and kept for callers that replay traces. */
 void oxs__adaptive_record(oxs__adaptive_t *adaptive, int64_t now_us, int64_t latency_us,
-                          int64_t compute_us);
+                          int64_t compute_us, int64_t rows);
 
 /* Returns the delay to wait for a batch to fill, in microseconds. */
 int64_t oxs__adaptive_delay_us(const oxs__adaptive_t *adaptive);

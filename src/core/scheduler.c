@@ -305,7 +305,7 @@ static void run_batch(instance_t *instance, batch_t *batch)
         pthread_mutex_lock(&s->lock);
         for (size_t i = 0; i < batch->run_count; i++)
             oxs__adaptive_record(&s->adaptive, ended, ended - batch->run[i]->enqueued_us,
-                                 ended - started);
+                                 ended - started, batch->rows);
         pthread_mutex_unlock(&s->lock);
     }
     for (size_t i = 0; i < batch->run_count; i++) {

@@ -287,20 +287,25 @@ static void test_batch_split_back(void **state)
 /* ---- the adaptive delay, with a simulated clock ------------------------------------------ */
 
 /* Simulates a server whose batch compute time is base + per_row * rows, with requests arriving
- * every gap_us; returns the last p99 the rule saw. */
+ * every gap_us: a batch takes what arrived during the previous batch's compute and the delay,
+ * up to 8 rows. Returns the last p99 the rule saw. */
 static int64_t simulate(oxs__adaptive_t *adaptive, int64_t gap_us, int64_t base_us,
                         int64_t per_row_us, int rounds)
 {
     int64_t now = 0;
+    int64_t previous = 0;
     for (int i = 0; i < rounds; i++) {
         int64_t delay = oxs__adaptive_delay_us(adaptive);
-        int64_t rows = 1 + delay / gap_us;
+        int64_t rows = (previous + delay) / gap_us;
+        rows = rows < 1 ? 1 : rows > 8 ? 8 : rows;
         int64_t compute = base_us + per_row_us * rows;
+        previous = compute;
         /* The first request of a batch waits the whole delay, the last one none. */
         for (int64_t r = 0; r < rows; r++) {
             int64_t waited = delay - r * gap_us;
             now += gap_us;
-            oxs__adaptive_record(adaptive, now, (waited > 0 ? waited : 0) + compute, compute);
+            oxs__adaptive_record(adaptive, now, (waited > 0 ? waited : 0) + compute, compute,
+                                 rows);
         }
     }
     return adaptive->last_p99_us;
@@ -314,8 +319,10 @@ static void test_adaptive_delay_decisions(void **state)
     /* Plenty of headroom: the delay grows, never past target minus twice the compute time. */
     oxs__adaptive_init(&adaptive, 20000);
     assert_int_equal(oxs__adaptive_delay_us(&adaptive), 0);
-    int64_t p99 = simulate(&adaptive, 500, 1000, 100, 200);
-    assert_true(oxs__adaptive_delay_us(&adaptive) > 0);
+    int64_t p99 = simulate(&adaptive, 500, 1000, 100, 400);
+    print_message("adaptive delay %lld us, last p99 %lld us\n",
+                  (long long)oxs__adaptive_delay_us(&adaptive), (long long)p99);
+    assert_true(oxs__adaptive_delay_us(&adaptive) > 20);
     assert_true(oxs__adaptive_delay_us(&adaptive) <= 20000 - 2 * 1000);
     assert_true(p99 <= 20000);
 
@@ -323,16 +330,23 @@ static void test_adaptive_delay_decisions(void **state)
     oxs__adaptive_init(&adaptive, 5000);
     adaptive.delay_us = 4000;
     for (int i = 0; i < OXS__ADAPTIVE_STEP_EVERY; i++)
-        oxs__adaptive_record(&adaptive, i, 9000, 1000);
+        oxs__adaptive_record(&adaptive, i, 9000, 1000, 4);
     assert_int_equal(oxs__adaptive_delay_us(&adaptive), 2000);
     for (int i = 0; i < 8 * OXS__ADAPTIVE_STEP_EVERY; i++)
-        oxs__adaptive_record(&adaptive, i, 9000, 1000);
+        oxs__adaptive_record(&adaptive, i, 9000, 1000, 4);
     assert_int_equal(oxs__adaptive_delay_us(&adaptive), 0);
 
     /* Compute alone near the target: no room to wait at all. */
     oxs__adaptive_init(&adaptive, 3000);
     simulate(&adaptive, 200, 1600, 0, 100);
     assert_int_equal(oxs__adaptive_delay_us(&adaptive), 0);
+
+    /* One request at a time: waiting gathers nothing, so the delay falls back to 20 us. */
+    oxs__adaptive_init(&adaptive, 200000);
+    adaptive.delay_us = 30000;
+    for (int i = 0; i < 12 * OXS__ADAPTIVE_STEP_EVERY; i++)
+        oxs__adaptive_record(&adaptive, i, 86000 + adaptive.delay_us, 86000, 1);
+    assert_int_equal(oxs__adaptive_delay_us(&adaptive), 20);
 
     /* The same inputs give the same decisions. */
     oxs__adaptive_t again;
