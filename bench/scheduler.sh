@@ -12,7 +12,7 @@
 #
 # Usage: bench/scheduler.sh [BUILD_DIR] (default: build, a Release build from `make build`).
 # SCHEDULER_BENCH_SECONDS sets each measured window (default 20 s). With the default, one run
-# takes about 8 minutes on a 2-core machine where ResNet-50 takes about 85 ms per image.
+# took 433 s on a 2-core AMD EPYC machine where ResNet-50 takes about 85 ms per image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -194,6 +194,8 @@ Configurations, each a \`config.json\` in a fresh server: \`off\` is \`{"max_bat
 delay of about 2% of one image's compute, small enough that a lone request still meets the
 latency goal; \`adaptive\` is \`max_batch_size\` $max_batch_size with \`"target_p99_ms": $target_p99_ms\`, about
 2.3 times one image's compute. Neither batching configuration sets preferred batch sizes.
+The adaptive delay grows while the p99 stays under 80% of the target, up to the target minus
+twice the compute time, also when no other request can arrive, as at concurrency 1.
 Each server runs the concurrencies in the order shown, so the adaptive delay carries its
 state from one to the next.
 
@@ -205,7 +207,8 @@ images); "bit-identical" counts responses equal to them to the bit. Each point w
 1.5 times the concurrency times the in-process batch 1 time, at least 5 s (so the closed loop
 reaches its steady queue), then measures for $seconds s. Throughput counts the completions
 from the last completion before the window opened to the last one before it closed, over that
-span, so a window edge never splits the burst of responses of one batch. p50 and p99 are the
+span, so the window holds whole bursts of a batch's responses unless an edge falls inside the
+few milliseconds one burst lasts. p50 and p99 are the
 client's times, first request byte sent to last response byte received, of the requests
 completed in the window; \`batch\`, \`queue\` and \`compute\` are the mean batch size and the
 medians of \`queue_us\` and \`compute_us\` from the server's request log lines of those
