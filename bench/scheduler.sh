@@ -24,6 +24,11 @@ fixed_delay_us=2000
 target_p99_ms=200
 max_batch_size=8
 
+# The sources are recorded when they are built, because others may commit during the run.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null; then
+  commit="$commit with uncommitted changes in its sources"
+fi
 cmake --build "$build" --target onnxserve bench_scheduler_load -j2 >/dev/null
 load_bin=$build/bench_scheduler_load
 # Other work on a shared machine shows up in every timing, so the record keeps the load.
@@ -168,10 +173,6 @@ elapsed=$(($(date +%s) - started))
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 memory=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 runtime_version=$(sed -n 's/.*"onnxruntime_version":"\([^"]*\)".*/\1/p' "$work/server-off.log" | head -1)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if ! git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null; then
-  commit="$commit with uncommitted changes in its sources"
-fi
 cat >"$work/section" <<SECTION
 <!-- scheduler:begin -->
 ## Scheduler: ResNet-50 under closed-loop load (bench/scheduler.sh)
@@ -194,8 +195,7 @@ Configurations, each a \`config.json\` in a fresh server: \`off\` is \`{"max_bat
 delay of about 2% of one image's compute, small enough that a lone request still meets the
 latency goal; \`adaptive\` is \`max_batch_size\` $max_batch_size with \`"target_p99_ms": $target_p99_ms\`, about
 2.3 times one image's compute. Neither batching configuration sets preferred batch sizes.
-The adaptive delay grows while the p99 stays under 80% of the target, up to the target minus
-twice the compute time, also when no other request can arrive, as at concurrency 1.
+docs/ARCHITECTURE.md describes how the adaptive delay follows the measured p99.
 Each server runs the concurrencies in the order shown, so the adaptive delay carries its
 state from one to the next.
 
