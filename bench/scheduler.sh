@@ -190,44 +190,44 @@ $(cat "$report")
 $goals
 \`\`\`
 
-Configurations, each a \`config.json\` in a fresh server: \`off\` is \`{"max_batch_size": 0}\`;
-\`fixed\` is \`max_batch_size\` $max_batch_size with \`"max_queue_delay_us": $fixed_delay_us\`, a
-delay of about 2% of one image's compute, small enough that a lone request still meets the
-latency goal; \`adaptive\` is \`max_batch_size\` $max_batch_size with \`"target_p99_ms": $target_p99_ms\`, about
-2.3 times one image's compute. Neither batching configuration sets preferred batch sizes.
-docs/ARCHITECTURE.md describes how the adaptive delay follows the measured p99.
-Each server runs the concurrencies in the order shown, so the adaptive delay carries its
-state from one to the next.
+Configurations, each a \`config.json\` in a fresh server: \`off\` is \`{"max_batch_size": 0}\`.
+\`fixed\` sets \`max_batch_size\` $max_batch_size and \`"max_queue_delay_us": $fixed_delay_us\`, about 2% of one
+image's compute, so a lone request still meets the latency goal. \`adaptive\` sets
+\`max_batch_size\` $max_batch_size and \`"target_p99_ms": $target_p99_ms\`, about 2.3 times one image's compute.
+Neither batching configuration sets preferred batch sizes. docs/ARCHITECTURE.md describes how
+the adaptive delay follows the measured p99. Each server runs the concurrencies in the order
+shown, so the adaptive delay carries its state from one to the next.
 
 Load: each of the \`conc\` connections is a keep-alive HTTP/1.1 connection in its own thread
 that sends one FP32 [1,3,224,224] image with the binary tensor extension (binary output
 requested), waits for the response and sends the next at once. Every response, warm-up and
-drain included, is checked against the in-process logits of the same image (16 distinct
-images); "bit-identical" counts responses equal to them to the bit. Each point warms up for
-1.5 times the concurrency times the in-process batch 1 time, at least 5 s (so the closed loop
-reaches its steady queue), then measures for $seconds s. Throughput counts the completions
-from the last completion before the window opened to the last one before it closed, over that
-span, so the window holds whole bursts of a batch's responses unless an edge falls inside the
-few milliseconds one burst lasts. p50 and p99 are the
-client's times, first request byte sent to last response byte received, of the requests
-completed in the window; \`batch\`, \`queue\` and \`compute\` are the mean batch size and the
-medians of \`queue_us\` and \`compute_us\` from the server's request log lines of those
+drain included, is checked against the in-process logits of the same image, one of 16
+distinct images. "bit-identical" counts responses equal to them to the bit. Each point warms
+up for 1.5 times the concurrency times the in-process batch 1 time, at least 5 s, so that the
+closed loop reaches its steady queue. Then it measures for $seconds s.
+
+Throughput counts the completions after the last one before the window opened, up to the last
+one before it closed, over that span. So the window holds whole bursts of a batch's
+responses, unless an edge falls inside the few milliseconds one burst lasts. p50 and p99 are
+the client's times of the requests completed in the window, from the first request byte sent
+to the last response byte received. \`batch\`, \`queue\` and \`compute\` are the mean batch size
+and the medians of \`queue_us\` and \`compute_us\` in the server's request log lines of those
 requests. \`queue\` includes the time a request waits for its batch to fill. \`busy\` is the
 share of the window the model spent in \`Run\`: each request's compute time over its batch
 size, summed, over the window. Near 100% the instance never waited for work, so a throughput
 below the in-process one then comes from slower \`Run\` calls (the \`compute\` column), not
 from the scheduler or the HTTP path.
 
-In-process rows run ONNX Runtime's \`Run\` through libonnxserve with its default options,
-which match the server's default session settings (one intra-op thread, all graph
-optimizations, memory arena and memory pattern on), one batch after another, $inproc_warmup s of
-warm-up and then $seconds s; their latency is one call, submit to completion. They ran
-before and after the servers, and the goals compare with the mean of the two.
+In-process rows run ONNX Runtime's \`Run\` through libonnxserve, one batch after another, with
+$inproc_warmup s of warm-up and then $seconds s. libonnxserve's default options match the server's
+default session settings: one intra-op thread, all graph optimizations, memory arena and
+memory pattern on. Their latency is one call, submit to completion. They ran before and after
+the servers, and the goals compare with the mean of the two.
 
 Limits: with 2 cores the server has one core for its HTTP thread and its single model
-instance, so instance groups and intra-op threads are not exercised, and a closed loop at
-concurrency c queues about c requests, so its latency is c times the time per image whatever
-the configuration. The machine is shared, so compare ratios within one run.
+instance, so instance groups and intra-op threads are not exercised. A closed loop at
+concurrency c queues about c requests, so its latency is about c times the time per image
+whatever the configuration. The machine is shared, so compare ratios within one run.
 <!-- scheduler:end -->
 SECTION
 
