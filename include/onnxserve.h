@@ -411,8 +411,11 @@ oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, si
 oxs_status_t oxs_request_set_priority(oxs_request_t *request, int priority, char *error,
                                       size_t error_size);
 
-/* Sets how long the request may wait in the queue, in microseconds; 0 (the default) uses the
- * model's default_timeout_us. A request still queued at its deadline completes with
+/* Longest queue deadline a request or a model may set: one hour. */
+#define OXS_MAX_TIMEOUT_US INT64_C(3600000000)
+
+/* Sets how long the request may wait in the queue, in microseconds, at most
+ * OXS_MAX_TIMEOUT_US; 0 (the default) uses the model's default_timeout_us. A request still queued at its deadline completes with
  * OXS_ERR_TIMEOUT without running. */
 oxs_status_t oxs_request_set_timeout_us(oxs_request_t *request, int64_t timeout_us,
                                         char *error, size_t error_size);

@@ -527,19 +527,19 @@ static oxs_status_t check_providers(oxs_model_t *model, char *error, size_t erro
     }
     if (!usable)
         return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
-                         "config.json: execution_providers: none of the listed providers can "
-                         "run here; this ONNX Runtime build has cpu only, expected \"cpu\" in "
-                         "the list");
+                         "%s: execution_providers: none of the listed providers can run here; "
+                         "this ONNX Runtime build has cpu only, expected \"cpu\" in the list",
+                         model->config.file);
     for (int g = 0; g < config->instance_group_count; g++) {
         oxs_instance_group_t *group = &config->instance_groups[g];
         if (group->kind != OXS_INSTANCE_GPU || cuda)
             continue;
         if (!config->allow_cpu_fallback)
             return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
-                             "config.json: instance_group[%d].kind: gpu, but no GPU is usable: "
-                             "this ONNX Runtime build has no CUDA execution provider; set "
+                             "%s: instance_group[%d].kind: gpu, but no GPU is usable: this ONNX "
+                             "Runtime build has no CUDA execution provider; set "
                              "\"allow_cpu_fallback\": true or \"kind\": \"cpu\"",
-                             g);
+                             model->config.file, g);
         group->kind = OXS_INSTANCE_CPU;
         group->gpu_count = 0;
         oxs_log_field_t fields[] = {{.key = "instance_group", .num = g}};

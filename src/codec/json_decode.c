@@ -941,7 +941,8 @@ static int on_param_scalar(decoder_t *d, value_kind_t kind, const char *text, si
                 oxs__msg_value(msg, text, len);
             oxs__msg_printf(msg, " %s, expected %s", problem,
                             d->param_key == PARAM_TIMEOUT ? "microseconds, an integer >= 0"
-                                                          : "a priority level, an integer >= 1");
+                                                          : "a priority level, an integer >= 0 "
+                                                            "(0: the model's default)");
             return 0;
         }
         if (status != OXS_OK) {

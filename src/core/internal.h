@@ -87,6 +87,7 @@ typedef struct oxs__config {
     oxs_model_config_t config;
     bool batch_given;     /* config.json gave max_batch_size */
     bool groups_given;    /* config.json gave instance_group */
+    char file[64];        /* the file's name for messages, "config.json" without one */
     char *warmup_storage; /* one block behind config.warmup_bodies */
 } oxs__config_t;
 

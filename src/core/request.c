@@ -114,11 +114,11 @@ oxs_status_t oxs_request_set_priority(oxs_request_t *request, int priority, char
 oxs_status_t oxs_request_set_timeout_us(oxs_request_t *request, int64_t timeout_us,
                                         char *error, size_t error_size)
 {
-    if (timeout_us < 0)
+    if (timeout_us < 0 || timeout_us > OXS_MAX_TIMEOUT_US)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "timeout: value %lld is negative, expected microseconds >= 0 (0: the "
-                         "model's default)",
-                         (long long)timeout_us);
+                         "timeout: value %lld is out of range, expected microseconds from 0 (the "
+                         "model's default) to %lld (one hour)",
+                         (long long)timeout_us, (long long)OXS_MAX_TIMEOUT_US);
     request->timeout_us = timeout_us;
     return OXS_OK;
 }

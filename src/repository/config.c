@@ -3,6 +3,7 @@
  * and range, fills what the file leaves out from the server's options, and completes batching
  * from the model's own shapes. Errors name the file, the key and the allowed values.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -178,7 +179,8 @@ static oxs_status_t read_object(const parse_t *p, const char *key, const json_t 
 /* ---- sections ------------------------------------------------------------------------------ */
 
 static oxs_status_t read_dynamic_batching(const parse_t *p, const json_t *section,
-                                          oxs_model_config_t *config, bool *delay_given)
+                                          oxs_model_config_t *config, bool *delay_given,
+                                          bool *queue_given)
 {
     static const char *const keys[] = {"max_queue_delay_us", "preferred_batch_sizes",
                                        "max_queue_size", "default_timeout_us", "priority_levels",
@@ -202,13 +204,14 @@ static oxs_status_t read_dynamic_batching(const parse_t *p, const json_t *sectio
             *delay_given = true;
         } else if (strcmp(key, "max_queue_size") == 0) {
             status = read_small_int(p, path, value, 1, 1000000, &config->max_queue_size);
+            *queue_given = true;
         } else if (strcmp(key, "default_timeout_us") == 0) {
             status = read_int(p, path, value, 0, TIMEOUT_US_LIMIT, &config->default_timeout_us);
         } else if (strcmp(key, "priority_levels") == 0) {
             status = read_small_int(p, path, value, 0, OXS_MAX_PRIORITY_LEVELS,
                                     &config->priority_levels);
         } else if (strcmp(key, "default_priority") == 0) {
-            status = read_small_int(p, path, value, 1, OXS_MAX_PRIORITY_LEVELS,
+            status = read_small_int(p, path, value, 0, OXS_MAX_PRIORITY_LEVELS,
                                     &default_priority);
         } else if (strcmp(key, "target_p99_ms") == 0) {
             if (!json_is_number(value) || json_number_value(value) <= 0 ||
@@ -489,9 +492,15 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
     parse_t p = {.file = file, .error = error, .error_size = error_size};
     oxs_model_config_t *config = &out->config;
     oxs__config_defaults(server, config);
+    snprintf(out->file, sizeof(out->file), "%s", file);
     out->batch_given = false;
     out->groups_given = false;
     out->warmup_storage = NULL;
+
+    FILE *readable = fopen(path, "r");
+    if (readable == NULL)
+        return fail(&p, NULL, "cannot be read: %s", strerror(errno));
+    fclose(readable);
 
     json_error_t parse_error;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &parse_error);
@@ -505,6 +514,8 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
     config->from_file = 1;
 
     bool delay_given = false;
+    bool queue_given = false;
+    bool top_queue_given = false;
     const char *key;
     json_t *value;
     json_object_foreach(root, key, value) {
@@ -515,7 +526,7 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
                                     &config->max_batch_size);
             out->batch_given = true;
         } else if (strcmp(key, "dynamic_batching") == 0) {
-            status = read_dynamic_batching(&p, value, config, &delay_given);
+            status = read_dynamic_batching(&p, value, config, &delay_given, &queue_given);
         } else if (strcmp(key, "instance_group") == 0) {
             status = read_instance_groups(&p, value, config);
             out->groups_given = true;
@@ -535,12 +546,16 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
             status = read_providers(&p, value, config);
         } else if (strcmp(key, "max_queue_size") == 0) {
             status = read_small_int(&p, key, value, 1, 1000000, &config->max_queue_size);
+            top_queue_given = true;
         } else if (strcmp(key, "warmup") == 0) {
             status = read_warmup(&p, value, config, &server->allocator, &out->warmup_storage);
         }
     }
     json_decref(root);
 
+    if (status == OXS_OK && queue_given && top_queue_given)
+        status = fail(&p, "max_queue_size", "is given both at the top level and in "
+                      "dynamic_batching; expected one of them");
     if (status == OXS_OK && config->dynamic_batching && out->batch_given &&
         config->max_batch_size == 0)
         status = fail(&p, "dynamic_batching", "is given, but max_batch_size is 0; expected a "
@@ -583,10 +598,10 @@ oxs_status_t oxs__config_complete(oxs_model_t *model, oxs__config_t *file, char 
         config->dynamic_batching = batchable;
     } else if (config->max_batch_size > 0 && !batchable) {
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "config.json: max_batch_size: value %d needs a leading dim that is "
+                         "%s: max_batch_size: value %d needs a leading dim that is "
                          "dynamic on every input and output, which the model does not have; "
                          "expected 0",
-                         config->max_batch_size);
+                         file->file, config->max_batch_size);
     }
     if (config->max_batch_size == 0)
         config->dynamic_batching = 0;
@@ -613,9 +628,9 @@ oxs_status_t oxs__config_complete(oxs_model_t *model, oxs__config_t *file, char 
     for (int i = 0; i < config->preferred_batch_size_count; i++) {
         if (config->preferred_batch_sizes[i] > config->max_batch_size)
             return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                             "config.json: dynamic_batching.preferred_batch_sizes: value %d is "
+                             "%s: dynamic_batching.preferred_batch_sizes: value %d is "
                              "larger than max_batch_size %d",
-                             config->preferred_batch_sizes[i], config->max_batch_size);
+                             file->file, config->preferred_batch_sizes[i], config->max_batch_size);
     }
     return OXS_OK;
 }

@@ -277,8 +277,9 @@ static oxs_status_t run_warmup(oxs_model_t *model, char *error, size_t error_siz
     size_t runs = config->warmup_random ? 1 : config->warmup_count;
     if (runs > 0 && !config->warmup_random && server->options.warmup_decode == NULL)
         return oxs__fail(OXS_ERR_UNSUPPORTED, error, error_size,
-                         "config.json: warmup: request bodies need a decoder, which this program "
-                         "did not set; use \"random\"");
+                         "%s: warmup: request bodies need a decoder, which this program did not "
+                         "set; use \"random\"",
+                         model->config.file);
 
     for (size_t i = 0; i < runs; i++) {
         char message[400] = "";
@@ -310,11 +311,16 @@ static oxs_status_t run_warmup(oxs_model_t *model, char *error, size_t error_siz
         }
         if (status != OXS_OK) {
             if (config->warmup_random)
-                return oxs__fail(status, error, error_size, "config.json: warmup \"random\": %s",
-                                 message);
-            return oxs__fail(status, error, error_size, "config.json: warmup[%zu]: %s", i,
-                             message);
+                return oxs__fail(status, error, error_size, "%s: warmup \"random\": %s",
+                                 model->config.file, message);
+            return oxs__fail(status, error, error_size, "%s: warmup[%zu]: %s",
+                             model->config.file, i, message);
         }
+    }
+    if (runs > 0) {
+        oxs_log_field_t fields[] = {{.key = "requests", .num = (int64_t)runs},
+                                    {.key = "random", .num = config->warmup_random}};
+        oxs__log(server, OXS_LOG_INFO, model->name, "model warmed up", fields, 2);
     }
     return OXS_OK;
 }
@@ -332,6 +338,8 @@ static oxs_status_t load_configured(oxs_model_t *model, const char *path,
     }
     else
         oxs__config_defaults(model->server, &model->config.config);
+    if (config_path == NULL)
+        snprintf(model->config.file, sizeof(model->config.file), "config.json");
     if (result == OXS_OK)
         result = oxs__session_load(model, path, message, size);
     /* Warmup decodes requests through the public accessors while the model is LOADING. */

@@ -203,6 +203,10 @@ class SchedulerTest(harness.ServerTestCase):
         record = server.wait_for_log(lambda r: r.get("request_id") == "deadline-parameter"
                                      and "compute_us" in r, 5)
         self.assertEqual(int(record["compute_us"]), 0, f"a timed-out request ran: {record}")
+        body["parameters"] = {"timeout": 2**63 - 1}
+        response = server.post_json("/v2/models/slow/infer", json.dumps(body))
+        self.assertErrorMentions(response, 400, ["timeout", "out of range", "one hour"],
+                                 "a timeout past one hour")
         response = server.post_json("/v2/models/slow/infer", harness.slow_body(1),
                                     headers={"X-Request-Timeout-Ms": "soon"})
         self.assertErrorMentions(response, 400, ["X-Request-Timeout-Ms", '"soon"'], "bad header")

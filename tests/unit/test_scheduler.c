@@ -131,10 +131,22 @@ static void test_config_errors_name_key_and_range(void **state)
     expect_config_error("{\"graph_optimization_level\": \"max\"}",
                         "graph_optimization_level: value \"max\" is not valid", "\"extended\"");
     expect_config_error("{\"intra_op_threads\": 2000}", "intra_op_threads: value 2000", NULL);
+    expect_config_error("{\"max_queue_size\": 4, \"dynamic_batching\": {\"max_queue_size\": 5}}",
+                        "max_queue_size: is given both at the top level and in dynamic_batching",
+                        NULL);
     expect_config_error("{\"warmup\": \"zeros\"}", "warmup: value \"zeros\" is not valid", NULL);
     expect_config_error("{\"warmup\": [{\"inputs\": [{\"name\": \"nope\", \"shape\": [1, 4], "
                         "\"datatype\": \"FP32\", \"data\": [1, 2, 3, 4]}]}]}",
                         "warmup: request bodies need a decoder", NULL);
+    /* A file that cannot be read is named with the reason. */
+    oxs_server_t *missing = create_server(1);
+    char reason[512] = "";
+    assert_int_not_equal(oxs_server_load_model_config(missing, "scale", 1, data_path("scale.onnx"),
+                                                      "/nonexistent/scale.json", reason,
+                                                      sizeof(reason)),
+                         OXS_OK);
+    assert_contains(reason, "scale.json: cannot be read: No such file or directory");
+    oxs_server_destroy(missing);
     /* The scale model has a batch dim, but slow's inputs do not share one. */
     oxs_server_t *server = create_server(1);
     char error[512] = "";
