@@ -285,6 +285,10 @@ static oxs_status_t run_warmup(oxs_model_t *model, char *error, size_t error_siz
         char message[400] = "";
         oxs_request_t *request = NULL;
         oxs_status_t status = oxs__request_create(server, model, &request);
+        /* Warmup must run: the model's default_timeout_us is for clients. */
+        if (status == OXS_OK)
+            status = oxs_request_set_timeout_us(request, OXS_MAX_TIMEOUT_US, message,
+                                                sizeof(message));
         if (status == OXS_OK) {
             if (config->warmup_random)
                 status = fill_random_inputs(request, message, sizeof(message));
