@@ -444,6 +444,19 @@ size_t oxs__utf8_check(const char *text, size_t len)
     return len;
 }
 
+oxs_status_t oxs__codec_add_input(oxs_request_t *request, const char *name, size_t name_len,
+                                  oxs_datatype_t datatype, const int64_t *shape, int rank,
+                                  size_t bytes_size, void **data, size_t *byte_size,
+                                  char *error, size_t error_size)
+{
+    if (datatype != OXS_DT_BYTES)
+        return oxs_request_add_input(request, name, name_len, datatype, shape, rank, data,
+                                     byte_size, error, error_size);
+    *byte_size = bytes_size;
+    return oxs_request_add_bytes_input(request, name, name_len, shape, rank, bytes_size, data,
+                                       error, error_size);
+}
+
 bool oxs__json_convert_special(oxs_datatype_t datatype, const char *text, size_t len,
                                void *buffer, size_t index)
 {

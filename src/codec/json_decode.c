@@ -395,22 +395,15 @@ static int on_shape_end(decoder_t *d)
 static int start_tensor(decoder_t *d)
 {
     input_state_t *in = &d->in;
+    /* BYTES: the recorded strings give the size, a 4-byte length and the bytes of each. */
+    size_t strings_size = 0;
+    for (size_t i = 0; in->datatype == OXS_DT_BYTES && i < in->token_count; i++)
+        if (in->tokens[i].kind == VALUE_STRING)
+            strings_size += 4 + (size_t)in->tokens[i].len;
     size_t byte_size = 0;
-    oxs_status_t status;
-    if (in->datatype == OXS_DT_BYTES) {
-        /* Recorded strings give the size: a 4-byte length and the bytes of each. */
-        byte_size = 0;
-        for (size_t i = 0; i < in->token_count; i++)
-            if (in->tokens[i].kind == VALUE_STRING)
-                byte_size += 4 + (size_t)in->tokens[i].len;
-        status = oxs_request_add_bytes_input(d->request, in->name, in->name_len, in->shape,
-                                             in->rank, byte_size, &in->buffer, d->msg.text,
-                                             d->msg.size);
-    } else {
-        status = oxs_request_add_input(d->request, in->name, in->name_len, in->datatype,
-                                       in->shape, in->rank, &in->buffer, &byte_size, d->msg.text,
-                                       d->msg.size);
-    }
+    oxs_status_t status = oxs__codec_add_input(d->request, in->name, in->name_len, in->datatype,
+                                               in->shape, in->rank, strings_size, &in->buffer,
+                                               &byte_size, d->msg.text, d->msg.size);
     if (status != OXS_OK) {
         d->status = status; /* the core wrote the message */
         return 0;
@@ -740,17 +733,9 @@ static int take_binary_input(decoder_t *d)
 
     const char *source = d->binary + d->binary_used;
     size_t byte_size = 0;
-    oxs_status_t status;
-    if (in->datatype == OXS_DT_BYTES) {
-        status = oxs_request_add_bytes_input(d->request, in->name, in->name_len, in->shape,
-                                             in->rank, size, &in->buffer, d->msg.text,
-                                             d->msg.size);
-        byte_size = size;
-    } else {
-        status = oxs_request_add_input(d->request, in->name, in->name_len, in->datatype,
-                                       in->shape, in->rank, &in->buffer, &byte_size, d->msg.text,
-                                       d->msg.size);
-    }
+    oxs_status_t status = oxs__codec_add_input(d->request, in->name, in->name_len, in->datatype,
+                                               in->shape, in->rank, size, &in->buffer,
+                                               &byte_size, d->msg.text, d->msg.size);
     if (status != OXS_OK) {
         d->status = status; /* the core wrote the message */
         return 0;

@@ -75,6 +75,14 @@ yajl_handle oxs__json_parser_create(oxs_request_t *request, const yajl_callbacks
 oxs_status_t oxs__json_parse(yajl_handle parser, const char *body, size_t len, char *error,
                              size_t error_size);
 
+/* Adds an input of any datatype to request: a BYTES input gets a buffer of bytes_size bytes
+ * (its length-prefixed elements), any other the size its shape needs. *byte_size is the size
+ * of *data either way. On error the core's message is in error. */
+oxs_status_t oxs__codec_add_input(oxs_request_t *request, const char *name, size_t name_len,
+                                  oxs_datatype_t datatype, const int64_t *shape, int rank,
+                                  size_t bytes_size, void **data, size_t *byte_size,
+                                  char *error, size_t error_size);
+
 /* Multiplies the dims of shape into *out; returns false when the product overflows int64. */
 bool oxs__json_shape_elements(const int64_t *shape, int rank, int64_t *out);
 

@@ -112,15 +112,9 @@ oxs_status_t oxs_raw_decode_infer(oxs_request_t *request, const char *body, size
 
     void *data = NULL;
     size_t byte_size = 0;
-    oxs_status_t status;
-    if (info->datatype == OXS_DT_BYTES) {
-        status = oxs_request_add_bytes_input(request, info->name, strlen(info->name), shape,
-                                             info->rank, len, &data, error, error_size);
-        byte_size = len;
-    } else {
-        status = oxs_request_add_input(request, info->name, strlen(info->name), info->datatype,
-                                       shape, info->rank, &data, &byte_size, error, error_size);
-    }
+    oxs_status_t status = oxs__codec_add_input(request, info->name, strlen(info->name),
+                                               info->datatype, shape, info->rank, len, &data,
+                                               &byte_size, error, error_size);
     if (status != OXS_OK)
         return status;
     if (byte_size != len) {
