@@ -9,6 +9,7 @@
 
 #include <onnxruntime_c_api.h>
 
+#include "common/bytes.h"
 #include "core/internal.h"
 
 static pthread_mutex_t ort_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -661,8 +662,7 @@ static OrtStatus *create_string_tensor(const oxs__input_t *input, OrtValue **out
     const unsigned char *bytes = input->data;
     size_t at = 0;
     for (size_t i = 0; status == NULL && i < input->element_count; i++) {
-        uint32_t len = (uint32_t)bytes[at] | (uint32_t)bytes[at + 1] << 8 |
-                       (uint32_t)bytes[at + 2] << 16 | (uint32_t)bytes[at + 3] << 24;
+        uint32_t len = oxs__load_u32_le(bytes + at);
         at += 4;
         char *element = NULL;
         status = ort_api->GetResizedStringTensorElementBuffer(*out, i, len, &element);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec/float16.h"
+#include "common/bytes.h"
 #include "codec/number.h"
 #include "codec/json.h"
 #include "codec/json_internal.h"
@@ -134,19 +135,12 @@ static void write_float16(oxs_buf_t *out, bool is_bf16, uint16_t bits)
     oxs_buf_append(out, text, len);
 }
 
-/* Reads the 4-byte little-endian length of the BYTES element at data. */
-static uint32_t bytes_length(const unsigned char *data)
-{
-    return (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 |
-           (uint32_t)data[3] << 24;
-}
-
 /* Writes count length-prefixed BYTES elements as JSON strings, without the brackets. */
 static void write_bytes_elements(oxs_buf_t *out, const unsigned char *data, size_t count)
 {
     size_t at = 0;
     for (size_t i = 0; i < count && !out->failed; i++) {
-        uint32_t len = bytes_length(data + at);
+        uint32_t len = oxs__load_u32_le(data + at);
         if (i > 0)
             oxs_buf_putc(out, ',');
         oxs_json_write_string(out, (const char *)data + at + 4, len);
@@ -159,7 +153,7 @@ static size_t find_invalid_utf8(const unsigned char *data, size_t count)
 {
     size_t at = 0;
     for (size_t i = 0; i < count; i++) {
-        uint32_t len = bytes_length(data + at);
+        uint32_t len = oxs__load_u32_le(data + at);
         if (oxs__utf8_check((const char *)data + at + 4, len) < len)
             return i;
         at += 4 + (size_t)len;

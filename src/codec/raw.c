@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec/json_internal.h"
+#include "common/bytes.h"
 
 /* Counts the length-prefixed BYTES elements that fill data exactly; returns false when the
  * last one does not fit. */
@@ -17,8 +18,7 @@ static bool count_bytes_elements(const unsigned char *data, size_t len, size_t *
     while (at < len) {
         if (len - at < 4)
             return false;
-        uint32_t size = (uint32_t)data[at] | (uint32_t)data[at + 1] << 8 |
-                        (uint32_t)data[at + 2] << 16 | (uint32_t)data[at + 3] << 24;
+        uint32_t size = oxs__load_u32_le(data + at);
         at += 4;
         if (size > len - at)
             return false;

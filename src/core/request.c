@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "core/internal.h"
 
 oxs_status_t oxs_request_create(oxs_server_t *server, oxs_model_t *model, oxs_request_t **out)
@@ -315,8 +316,7 @@ oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t
         *bad_offset = at;
         if (size - at < 4)
             return OXS_ERR_INVALID_ARGUMENT;
-        uint32_t len = (uint32_t)bytes[at] | (uint32_t)bytes[at + 1] << 8 |
-                       (uint32_t)bytes[at + 2] << 16 | (uint32_t)bytes[at + 3] << 24;
+        uint32_t len = oxs__load_u32_le(bytes + at);
         at += 4;
         if (len > size - at)
             return OXS_ERR_INVALID_ARGUMENT;
@@ -370,8 +370,7 @@ static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__i
                          "input \"%s\": BYTES data has %zu bytes and ends inside the length of "
                          "element %zu, the shape needs %zu elements",
                          name, input->byte_size, element, input->element_count);
-    uint32_t len = (uint32_t)bytes[offset] | (uint32_t)bytes[offset + 1] << 8 |
-                   (uint32_t)bytes[offset + 2] << 16 | (uint32_t)bytes[offset + 3] << 24;
+    uint32_t len = oxs__load_u32_le(bytes + offset);
     return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                      "input \"%s\": BYTES element %zu declares %" PRIu32 " bytes, but only %zu "
                      "remain",
