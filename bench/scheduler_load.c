@@ -773,7 +773,7 @@ static float *read_references(const settings_t *settings)
 
 /* Summarizes the samples completed in the measured window. The window is snapped to
  * completions: it runs from the last completion before it opened to the last completion before
- * it closed. So it holds whole bursts of a batch's responses, unless an edge falls inside the
+ * it closed. So it contains whole bursts of a batch's responses, unless an edge falls inside the
  * few milliseconds one burst lasts, and no window edge counts a fraction of a batch. */
 static void summarize_load(load_t *load, double open_ms, double close_ms, table_row_t *row)
 {

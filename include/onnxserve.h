@@ -411,7 +411,7 @@ oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, si
 oxs_status_t oxs_request_set_priority(oxs_request_t *request, int priority, char *error,
                                       size_t error_size);
 
-/* Longest queue deadline a request or a model may set: one hour. */
+/* Maximum queue deadline a request or a model may set: one hour. */
 #define OXS_MAX_TIMEOUT_US INT64_C(3600000000)
 
 /* Sets how long the request may wait in the queue, in microseconds, at most

@@ -37,7 +37,7 @@ oxs_json_reply_t *oxs_json_reply_create(oxs_request_t *request, bool binary_all)
  * requested outputs, and sets the request id from "id" unless one was already set. Does not
  * submit. The first json_len bytes of body are the JSON; the rest (len - json_len bytes) is the
  * binary data of the inputs that give parameters.binary_data_size, in their order, which must
- * use it up exactly. On success *reply tells the encoder which outputs go as binary data. */
+ * use it up exactly. On success *reply marks the outputs that go as binary data. */
 oxs_status_t oxs_json_decode_infer(oxs_request_t *request, const char *body, size_t len,
                                    size_t json_len, oxs_json_reply_t **reply, char *error,
                                    size_t error_size);

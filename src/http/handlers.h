@@ -40,7 +40,7 @@ void oxs__http_handle(oxs__http_exchange_t *exchange);
 int oxs__http_status_code(oxs_status_t status, bool *retry_after);
 
 /* Encodes a finished inference (success or error) into out, writes an error's message into
- * error, and returns the HTTP status. reply (infer responses only) says which outputs go as
+ * error, and returns the HTTP status. reply (infer responses only) marks which outputs go as
  * binary data; *json_len is then the JSON header's length, else 0. Worker thread. */
 int oxs__http_encode_result(oxs__http_encoding_t encoding, const struct oxs_json_reply *reply,
                             const oxs_response_t *response, oxs_buf_t *out, oxs_buf_t *error,

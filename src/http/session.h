@@ -123,9 +123,9 @@ typedef enum oxs__http_encoding {
 
 struct oxs_json_reply;
 
-/* Submits request for inference; its response is encoded with encoding (and, for infer
- * responses, reply, which lives in the request's scratch memory) on the worker thread and sent
- * from oxs__http_context_run_completions. On error the caller keeps the request (as with
+/* Submits request for inference. Its response is encoded with encoding on the worker thread
+ * and sent from oxs__http_context_run_completions. reply, for infer responses, lives in the
+ * request's scratch memory. On error the caller keeps the request (as with
  * oxs_request_submit). Called by handlers. */
 oxs_status_t oxs__http_session_submit(oxs__http_session_t *session, oxs_request_t *request,
                                       oxs__http_encoding_t encoding,

@@ -183,6 +183,7 @@ class SchedulerTest(harness.ServerTestCase):
                                   args=("/v2/models/slow/infer", long_body), daemon=True)
         holder.start()
         time.sleep(0.3)
+
         # Both wait behind the holder. A timed-out request completes, without running, when the
         # instance next takes work.
         body = json.loads(harness.slow_body(1))
@@ -196,6 +197,7 @@ class SchedulerTest(harness.ServerTestCase):
                                         dict(headers, **{"X-Request-ID": rid}))
                        for rid, (payload, headers) in requests.items()}
             responses = {rid: future.result() for rid, future in futures.items()}
+
         self.assertErrorMentions(responses["deadline-header"], 504,
                                  ["deadline of 100000 us", "before it ran"], "header deadline")
         self.assertErrorMentions(responses["deadline-parameter"], 504, ["deadline of 50000 us"],
@@ -203,6 +205,8 @@ class SchedulerTest(harness.ServerTestCase):
         record = server.wait_for_log(lambda r: r.get("request_id") == "deadline-parameter"
                                      and "compute_us" in r, 5)
         self.assertEqual(int(record["compute_us"]), 0, f"a timed-out request ran: {record}")
+
+        # Invalid deadlines get 400.
         body["parameters"] = {"timeout": 2**63 - 1}
         response = server.post_json("/v2/models/slow/infer", json.dumps(body))
         self.assertErrorMentions(response, 400, ["timeout", "out of range", "one hour"],
