@@ -12,6 +12,7 @@
 #ifndef ONNXSERVE_H
 #define ONNXSERVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,7 +39,8 @@ extern "C" {
     X(OXS_ERR_RUNTIME, 9, "inference failed")                                   \
     X(OXS_ERR_INTERNAL, 10, "internal error")                                  \
     X(OXS_ERR_TIMEOUT, 11, "deadline passed before the request ran")            \
-    X(OXS_ERR_CANCELED, 12, "request canceled")
+    X(OXS_ERR_CANCELED, 12, "request canceled")                                 \
+    X(OXS_ERR_FORBIDDEN, 13, "not allowed by the server's configuration")
 
 typedef enum oxs_status {
 #define OXS__STATUS_ENUM(code, number, message) code = number,
@@ -137,6 +139,16 @@ typedef oxs_status_t (*oxs_warmup_decode_fn)(void *user, oxs_request_t *request,
                                              const char *body, size_t len, char *error,
                                              size_t error_size);
 
+/* How the models of the server's repositories are loaded (see oxs_server_add_repository). */
+typedef enum oxs_control_mode {
+    OXS_CONTROL_NONE = 0,     /* every model at start; a rescan applies changes */
+    OXS_CONTROL_POLL = 1,     /* as NONE, and the repositories are rescanned every poll_secs */
+    OXS_CONTROL_EXPLICIT = 2, /* only the models that oxs_repository_control loads */
+} oxs_control_mode_t;
+
+/* Returns "none", "poll" or "explicit". */
+const char *oxs_control_mode_name(oxs_control_mode_t mode);
+
 typedef struct oxs_options {
     int workers;               /* instances of each model without an instance_group, >= 1 */
     int queue_size;            /* requests that may wait in each model's queue, >= 1 */
@@ -152,10 +164,13 @@ typedef struct oxs_options {
     oxs_log_fn log_fn;         /* NULL: no logging */
     void *log_user;
     oxs_log_level_t log_level; /* events above this level are not formatted */
+    oxs_control_mode_t control_mode;
+    int poll_secs;             /* seconds between two scans in OXS_CONTROL_POLL, 1 to 86400 */
 } oxs_options_t;
 
 /* Fills options with the defaults: 1 worker, a queue of 128 requests, 1 intra-op thread,
- * all graph optimizations, memory arena and pattern on, 256 MiB per input tensor, malloc. */
+ * all graph optimizations, memory arena and pattern on, 256 MiB per input tensor, malloc,
+ * control mode none, a scan every 15 seconds in poll mode. */
 void oxs_options_init(oxs_options_t *options);
 
 /* ---------------------------------------------------------------------------------------------
@@ -219,17 +234,68 @@ oxs_status_t oxs_server_load_model_config(oxs_server_t *server, const char *name
                                           const char *config_path, char *error,
                                           size_t error_size);
 
-/* Loads every model of a repository folder laid out as NAME/VERSION/model.onnx, the highest
- * version of each, with NAME/config.json when present. Returns OXS_OK when the folder was read, even if some models failed to load
- * (they are UNAVAILABLE); the error only reports an unreadable folder. */
+/* Checks a model name: 1 to 128 of [A-Za-z0-9_.-], not starting with '.', and not a word
+ * that an endpoint uses ("stats"). On error the message names the name and the rule. */
+oxs_status_t oxs_model_name_check(const char *name, size_t len, char *error, size_t error_size);
+
+/* Adds a model repository folder, laid out as NAME/VERSION/model.onnx with an optional
+ * NAME/config.json (see docs/REPOSITORY.md). Nothing is loaded yet. Fails when the folder
+ * cannot be read. Call before oxs_server_load_repositories. */
+oxs_status_t oxs_server_add_repository(oxs_server_t *server, const char *path, char *error,
+                                       size_t error_size);
+
+/* Scans the repositories and loads what the control mode asks at start: every model (the
+ * versions their version_policy selects) in none and poll modes, none in explicit mode. Then
+ * starts polling in poll mode. A model that fails to load is UNAVAILABLE with the reason.
+ * Blocks while loading. Returns OXS_OK unless a repository cannot be read. */
+oxs_status_t oxs_server_load_repositories(oxs_server_t *server, char *error, size_t error_size);
+
+/* Adds the repository at path and loads it: oxs_server_add_repository, then
+ * oxs_server_load_repositories. */
 oxs_status_t oxs_server_load_repository(oxs_server_t *server, const char *path, char *error,
                                         size_t error_size);
 
-/* Finds a model by name and version (0: the highest loaded version) in any state. */
+typedef enum oxs_repository_action {
+    OXS_REPOSITORY_LOAD = 0,   /* load the model, or apply its changed files (explicit mode) */
+    OXS_REPOSITORY_UNLOAD = 1, /* stop serving the model; accepted requests finish (explicit) */
+    OXS_REPOSITORY_RESCAN = 2, /* none and poll modes: apply every change in the repositories;
+                                * explicit: apply the changed files of the loaded models */
+} oxs_repository_action_t;
+
+/* Receives the outcome of a repository action, on the library's repository thread. message
+ * is "" on success and valid only during the call. */
+typedef void (*oxs_repository_done_fn)(void *user, oxs_status_t status, const char *message);
+
+/* Queues a repository action for the library's repository thread, which runs one at a time,
+ * and returns at once. LOAD and UNLOAD need OXS_CONTROL_EXPLICIT (else OXS_ERR_FORBIDDEN) and
+ * a valid name (else OXS_ERR_INVALID_ARGUMENT); RESCAN takes no name. done (may be NULL) is
+ * called once when the action has finished, unless this call fails. Any thread. */
+oxs_status_t oxs_repository_submit(oxs_server_t *server, oxs_repository_action_t action,
+                                   const char *name, oxs_repository_done_fn done, void *user,
+                                   char *error, size_t error_size);
+
+/* Runs a repository action and waits for it. Any thread except the library's own. */
+oxs_status_t oxs_repository_control(oxs_server_t *server, oxs_repository_action_t action,
+                                    const char *name, char *error, size_t error_size);
+
+/* Returns true when the server is ready. strict: every model version that should be loaded is
+ * READY (versions never loaded in explicit mode, or unloaded, do not count). Not strict: none
+ * is LOADING. Any thread. */
+bool oxs_server_ready(oxs_server_t *server, bool strict);
+
+/* Finds a model by name and version in any state. Version 0 finds the highest READY version,
+ * or the highest version when none is READY. */
 oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_t version,
                                   oxs_model_t **out);
 
-/* Returns the number of registered models, and the i-th one (acquired) in name order. */
+/* Writes the READY versions of the model name, lowest first, into versions (at most max) and
+ * returns how many there are. Any thread. */
+size_t oxs_server_ready_versions(oxs_server_t *server, const char *name, int64_t *versions,
+                                 size_t max);
+
+/* Returns the number of model versions the server knows, and the i-th one (acquired) in name,
+ * then version order. A model with no version to report (never loaded in explicit mode, an
+ * invalid config.json, no version folder) counts once, with version 0. */
 size_t oxs_server_model_count(oxs_server_t *server);
 oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t **out);
 
@@ -239,7 +305,8 @@ void oxs_model_release(oxs_model_t *model);
 const char *oxs_model_name(const oxs_model_t *model);
 int64_t oxs_model_version(const oxs_model_t *model);
 oxs_model_state_t oxs_model_state(const oxs_model_t *model);
-/* Returns the reason a model is UNAVAILABLE (paths removed), or "" when there is none. */
+/* Returns the reason a model is UNAVAILABLE (paths removed), or "" when there is none:
+ * "unloaded" after an unload, "not loaded" for a model never loaded in explicit mode. */
 const char *oxs_model_state_reason(const oxs_model_t *model);
 /* Returns the load time in microseconds. */
 int64_t oxs_model_load_us(const oxs_model_t *model);

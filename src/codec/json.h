@@ -64,8 +64,10 @@ oxs_status_t oxs_json_encode_infer(oxs_buf_t *out, const oxs_response_t *respons
 void oxs_json_encode_predict(oxs_buf_t *out, const oxs_response_t *response);
 
 /* Writes the KServe v2 model metadata {"name","versions","platform","inputs","outputs",
- * "parameters"} (parameters: producer, opset, ONNX metadata, state). */
-void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model);
+ * "parameters"} (parameters: producer, opset, ONNX metadata, state); versions are the ones
+ * being served. */
+void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model,
+                                    const int64_t *versions, size_t version_count);
 
 /* Writes the configuration in effect for a READY model, every field present, as config.json
  * spells it, plus "name" and "versions". */

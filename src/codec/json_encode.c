@@ -388,13 +388,18 @@ static void write_metadata_parameters(oxs_buf_t *out, const oxs_model_t *model)
     oxs_buf_putc(out, '}');
 }
 
-void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model)
+void oxs_json_encode_model_metadata(oxs_buf_t *out, const oxs_model_t *model,
+                                    const int64_t *versions, size_t version_count)
 {
     oxs_buf_puts(out, "{\"name\":");
     write_cstring(out, oxs_model_name(model));
-    oxs_buf_puts(out, ",\"versions\":[\"");
-    write_i64(out, oxs_model_version(model));
-    oxs_buf_puts(out, "\"],\"platform\":\"onnxruntime_onnx\",\"inputs\":");
+    oxs_buf_puts(out, ",\"versions\":[");
+    for (size_t i = 0; i < version_count; i++) {
+        oxs_buf_puts(out, i > 0 ? ",\"" : "\"");
+        write_i64(out, versions[i]);
+        oxs_buf_putc(out, '"');
+    }
+    oxs_buf_puts(out, "],\"platform\":\"onnxruntime_onnx\",\"inputs\":");
     write_tensor_infos(out, model, true);
     oxs_buf_puts(out, ",\"outputs\":");
     write_tensor_infos(out, model, false);

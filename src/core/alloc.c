@@ -1,4 +1,5 @@
 /* Allocation through the server's allocator, error formatting and small shared helpers. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +196,34 @@ const char *oxs_model_state_name(oxs_model_state_t state)
         return "UNLOADING";
     }
     return "UNKNOWN";
+}
+
+int oxs__read_file(const oxs_allocator_t *allocator, const char *path, size_t max_bytes,
+                   char **text, size_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    FILE *file = fopen(path, "rb");
+    if (file == NULL)
+        return errno;
+    char *data = oxs__malloc(allocator, max_bytes + 1);
+    if (data == NULL) {
+        fclose(file);
+        return ENOMEM;
+    }
+    size_t used = fread(data, 1, max_bytes + 1, file);
+    int failure = ferror(file) ? EIO : 0;
+    fclose(file);
+    if (failure == 0 && used > max_bytes)
+        failure = EFBIG;
+    if (failure != 0) {
+        oxs__free(allocator, data);
+        return failure;
+    }
+    data[used] = '\0';
+    *text = data;
+    *len = used;
+    return 0;
 }
 
 int oxs__cpu_count(void)

@@ -32,6 +32,11 @@ void oxs__redact_paths(char *text);
  * Needles shorter than the replacement are left alone. */
 void oxs__redact_text(char *text, const char *needle);
 
+/* Reads the whole file at path into *text (NUL-terminated, freed by the caller) and its
+ * length. Returns 0, an errno value, or EFBIG when the file is over max_bytes. */
+int oxs__read_file(const oxs_allocator_t *allocator, const char *path, size_t max_bytes,
+                   char **text, size_t *len);
+
 /* Returns the number of CPUs this process may run on, at least 1. */
 int oxs__cpu_count(void);
 
@@ -94,10 +99,18 @@ typedef struct oxs__config {
 /* Fills config with the server's options: no file, no batching, --workers instances. */
 void oxs__config_defaults(const oxs_server_t *server, oxs_model_config_t *config);
 
+/* Largest config.json read. */
+#define OXS__MAX_CONFIG_BYTES (1 << 20)
+
 /* Reads the config.json at path (named file in messages) over the defaults. On error the
  * message names the file, the key and the allowed values, and nothing is kept. */
 oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, const char *file,
                               oxs__config_t *out, char *error, size_t error_size);
+
+/* Parses config.json text (len bytes) like oxs__config_read. */
+oxs_status_t oxs__config_parse(const oxs_server_t *server, const char *text, size_t len,
+                               const char *file, oxs__config_t *out, char *error,
+                               size_t error_size);
 
 /* Completes a loaded model's configuration from its shapes: the batch dimension and
  * max_batch_size when config.json does not give them. */
@@ -122,6 +135,14 @@ struct oxs_model {
     atomic_bool described;  /* inputs, outputs and metadata are written and stay until free */
     char reason[512];       /* why UNAVAILABLE, paths removed; written before state changes */
     int64_t load_us;
+
+    /* Kept by the repository (repository.c) under its lock. */
+    uint64_t files;         /* signature of the version folder's files it was loaded from */
+    uint64_t config_text;   /* signature of the config.json text it was loaded with */
+    bool failed;            /* UNAVAILABLE because loading these files failed */
+    bool dormant;           /* a record not meant to serve: never loaded, or unloaded */
+    const oxs_model_t *unloading; /* for an UNLOADING record: the model it waits for */
+    oxs_model_t *retired_next;    /* on the repository thread's list of models to free */
 
     oxs__session_t *session;
     size_t input_count;
@@ -255,6 +276,7 @@ void oxs__server_request_done(oxs_server_t *server);
 /* ---- server -------------------------------------------------------------------------------- */
 
 typedef struct oxs__registry oxs__registry_t;
+typedef struct oxs__control oxs__control_t;
 
 struct oxs_server {
     oxs_options_t options;
@@ -262,6 +284,7 @@ struct oxs_server {
     oxs_allocator_t allocator;
     oxs__pool_t *pool;
     oxs__registry_t *registry;
+    oxs__control_t *control;
 
     pthread_mutex_t lock;         /* counters, request free list */
     pthread_cond_t idle;          /* drain waits for pending == 0 */
@@ -289,7 +312,19 @@ oxs__registry_t *oxs__registry_create(oxs_server_t *server);
 void oxs__registry_stop(oxs__registry_t *registry);
 void oxs__registry_destroy(oxs__registry_t *registry);
 
-/* Releases what a model holds; called when its last reference goes. */
+/* Releases what a model holds; called when its last reference goes. Not on one of the
+ * model's own instance threads, which it joins. */
 void oxs__model_free(oxs_model_t *model);
+
+/* Repository thread (repository/repository.c): runs repository actions and the poll, and
+ * frees models whose last reference went, so that no instance thread ever joins itself. */
+oxs_status_t oxs__control_start(oxs_server_t *server, char *error, size_t error_size);
+/* Finishes the action running, frees the models handed over, and joins the thread. */
+void oxs__control_stop(oxs_server_t *server);
+/* Frees what oxs__control_start made; after oxs__control_stop and the registry's destroy. */
+void oxs__control_destroy(oxs_server_t *server);
+/* Hands a model whose last reference went to the repository thread, or frees it now when the
+ * thread has stopped. */
+void oxs__control_retire(oxs_model_t *model);
 
 #endif /* OXS_CORE_INTERNAL_H */

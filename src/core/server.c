@@ -27,6 +27,8 @@ void oxs_options_init(oxs_options_t *options)
     options->optimized_model_dir = NULL;
     options->max_tensor_bytes = (size_t)256 << 20;
     options->log_level = OXS_LOG_INFO;
+    options->control_mode = OXS_CONTROL_NONE;
+    options->poll_secs = 15;
 }
 
 void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *model,
@@ -51,6 +53,14 @@ static oxs_status_t validate_options(const oxs_options_t *options, char *error,
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "intra_op_threads: invalid value %d, expected 1 to 1024",
                          options->intra_op_threads);
+    if (options->control_mode != OXS_CONTROL_NONE && options->control_mode != OXS_CONTROL_POLL &&
+        options->control_mode != OXS_CONTROL_EXPLICIT)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "control_mode: invalid value %d, expected none, poll or explicit",
+                         (int)options->control_mode);
+    if (options->poll_secs < 1 || options->poll_secs > 86400)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "poll_secs: invalid value %d, expected 1 to 86400", options->poll_secs);
     if (options->max_tensor_bytes == 0)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "max_tensor_bytes: invalid value 0, expected a positive size");
@@ -97,6 +107,8 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
     if ((result = oxs__ort_acquire(options->intra_op_threads, error, error_size)) != OXS_OK)
         goto failed;
     server->ort_acquired = true;
+    if ((result = oxs__control_start(server, error, error_size)) != OXS_OK)
+        goto failed;
 
     *out = server;
     return OXS_OK;
@@ -158,6 +170,10 @@ void oxs_server_destroy(oxs_server_t *server)
     pthread_mutex_lock(&server->lock);
     server->accepting = false;
     pthread_mutex_unlock(&server->lock);
+    /* Requests hold models that are no longer registered (replaced or unloaded); once they
+     * are done, the repository thread frees those models and can stop. */
+    oxs_server_drain(server, -1);
+    oxs__control_stop(server);
     if (server->registry != NULL)
         oxs__registry_stop(server->registry);
 
@@ -171,6 +187,7 @@ void oxs_server_destroy(oxs_server_t *server)
     }
 
     oxs__registry_destroy(server->registry);
+    oxs__control_destroy(server);
     oxs__pool_destroy(server->pool);
     if (server->ort_acquired)
         oxs__ort_release();

@@ -10,6 +10,7 @@
 #ifndef OXS_HTTP_FRONTEND_H
 #define OXS_HTTP_FRONTEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,7 @@ typedef struct oxs_http_config {
     size_t max_request_bytes;    /* cap on one request body; larger ones get 413 from headers */
     int idle_timeout_secs;       /* keep-alive and slow-request timeout */
     const char *default_model;   /* model for POST /predict, or NULL for the only model */
+    bool strict_readiness;       /* /v2/health/ready needs every model that should load READY */
 } oxs_http_config_t;
 
 typedef struct oxs_http_frontend oxs_http_frontend_t;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "codec/json.h"
 #include "codec/raw.h"
 
@@ -22,6 +24,8 @@ int oxs__http_status_code(oxs_status_t status, bool *retry_after)
     case OXS_ERR_INVALID_ARGUMENT:
     case OXS_ERR_UNSUPPORTED:
         return 400;
+    case OXS_ERR_FORBIDDEN:
+        return 403;
     case OXS_ERR_NOT_FOUND:
         return 404;
     case OXS_ERR_TOO_LARGE:
@@ -53,6 +57,8 @@ const char *oxs__http_reason(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -155,24 +161,6 @@ static bool require_ready(oxs__http_exchange_t *exchange, const oxs_model_t *mod
     return false;
 }
 
-/* Returns true when every registered model is READY. */
-static bool all_models_ready(oxs_server_t *server)
-{
-    size_t count = oxs_server_model_count(server);
-
-    for (size_t i = 0; i < count; i++) {
-        oxs_model_t *model = NULL;
-        bool ready;
-
-        if (oxs_server_model_at(server, i, &model) != OXS_OK)
-            continue; /* unregistered since the count was read */
-        ready = oxs_model_state(model) == OXS_MODEL_READY;
-        oxs_model_release(model);
-        if (!ready)
-            return false;
-    }
-    return true;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Inference */
@@ -256,7 +244,6 @@ int oxs__http_encode_result(oxs__http_encoding_t encoding, const oxs_json_reply_
     oxs_status_t status = oxs_response_status(response);
     char encode_error[ERROR_BYTES] = "";
     const char *message;
-    int code;
 
     *json_len = 0;
     if (status == OXS_OK) {
@@ -273,8 +260,18 @@ int oxs__http_encode_result(oxs__http_encoding_t encoding, const oxs_json_reply_
         *json_len = 0;
     }
 
-    code = oxs__http_status_code(status, retry_after);
     message = encode_error[0] != '\0' ? encode_error : oxs_response_error(response);
+    return oxs__http_encode_status(status, message, out, error, retry_after);
+}
+
+int oxs__http_encode_status(oxs_status_t status, const char *message, oxs_buf_t *out,
+                            oxs_buf_t *error, bool *retry_after)
+{
+    int code = oxs__http_status_code(status, retry_after);
+    if (status == OXS_OK) {
+        oxs_buf_puts(out, "{}");
+        return code;
+    }
     if (message == NULL || message[0] == '\0')
         message = oxs_status_message(status);
     oxs_json_encode_error(out, message);
@@ -322,7 +319,8 @@ static void handle_server_metadata(oxs__http_exchange_t *exchange)
     exchange->status = 200;
     oxs_buf_puts(exchange->out, "{\"name\":\"onnxserve\",\"version\":");
     oxs_json_write_string(exchange->out, OXS_VERSION, strlen(OXS_VERSION));
-    oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\",\"model_configuration\"]}");
+    oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\",\"model_configuration\","
+                           "\"model_repository\"]}");
 }
 
 static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool ok)
@@ -338,8 +336,14 @@ static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool 
 
 static void handle_model_metadata(oxs__http_exchange_t *exchange, oxs_model_t *model)
 {
+    int64_t versions[64];
+    size_t count = oxs_server_ready_versions(exchange->ctx->server, oxs_model_name(model),
+                                             versions, sizeof(versions) / sizeof(versions[0]));
+
     exchange->status = 200;
-    oxs_json_encode_model_metadata(exchange->out, model);
+    if (count > sizeof(versions) / sizeof(versions[0]))
+        count = sizeof(versions) / sizeof(versions[0]);
+    oxs_json_encode_model_metadata(exchange->out, model, versions, count);
 }
 
 static void handle_model_ready(oxs__http_exchange_t *exchange, oxs_model_t *model)
@@ -379,7 +383,7 @@ static void handle_healthz(oxs__http_exchange_t *exchange)
     const char *runtime = oxs_runtime_version();
     int64_t uptime_s = (oxs__http_now_us() - exchange->ctx->start_us) / 1000000;
     /* A model may change state between this check and the list below, so the two can differ. */
-    bool ok = all_models_ready(server);
+    bool ok = oxs_server_ready(server, true);
     size_t count = oxs_server_model_count(server);
     bool first = true;
 
@@ -401,6 +405,149 @@ static void handle_healthz(oxs__http_exchange_t *exchange)
     }
     oxs_buf_puts(out, "],\"gpu_memory\":null}");
     exchange->status = 200;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Model repository extension */
+
+/* Parses a repository request body: empty, or a JSON object whose keys are in allowed (and
+ * "parameters", an object whose keys are in allowed_parameters). Replies 400 and returns NULL
+ * on anything else; otherwise returns the object (an empty one for an empty body). */
+static json_t *parse_repository_body(oxs__http_exchange_t *exchange, const char *const *allowed,
+                                     size_t allowed_count, const char *const *allowed_parameters,
+                                     size_t parameter_count)
+{
+    size_t start = 0;
+    while (start < exchange->body_len && strchr(" \t\r\n", exchange->body[start]) != NULL)
+        start++;
+    if (start == exchange->body_len)
+        return json_object();
+
+    json_error_t parse_error;
+    json_t *root = json_loadb(exchange->body, exchange->body_len, JSON_REJECT_DUPLICATES,
+                              &parse_error);
+    if (root == NULL || !json_is_object(root)) {
+        reply_error(exchange, 400, "request body: %s%s; expected a JSON object",
+                    root == NULL ? "invalid JSON: " : "not an object",
+                    root == NULL ? parse_error.text : "");
+        json_decref(root);
+        return NULL;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value) {
+        bool known = strcmp(key, "parameters") == 0;
+        for (size_t i = 0; i < allowed_count && !known; i++)
+            known = strcmp(key, allowed[i]) == 0;
+        if (!known) {
+            reply_error(exchange, 400, "request body: unknown key \"%.64s\"", key);
+            json_decref(root);
+            return NULL;
+        }
+    }
+    json_t *parameters = json_object_get(root, "parameters");
+    if (parameters != NULL && !json_is_object(parameters)) {
+        reply_error(exchange, 400, "request body: \"parameters\" must be an object");
+        json_decref(root);
+        return NULL;
+    }
+    if (parameters != NULL) {
+        json_object_foreach(parameters, key, value) {
+            bool known = false;
+            for (size_t i = 0; i < parameter_count && !known; i++)
+                known = strcmp(key, allowed_parameters[i]) == 0;
+            if (!known) {
+                reply_error(exchange, 400,
+                            "request body: parameter \"%.64s\" is not supported%s", key,
+                            parameter_count > 0 ? "; expected unload_dependents" : "");
+                json_decref(root);
+                return NULL;
+            }
+        }
+    }
+    return root;
+}
+
+static void handle_repository_index(oxs__http_exchange_t *exchange)
+{
+    static const char *const allowed[] = {"ready"};
+    oxs_server_t *server = exchange->ctx->server;
+    json_t *body = parse_repository_body(exchange, allowed, 1, NULL, 0);
+    if (body == NULL)
+        return;
+    json_t *ready = json_object_get(body, "ready");
+    if (ready != NULL && !json_is_boolean(ready)) {
+        reply_error(exchange, 400, "request body: \"ready\" must be true or false");
+        json_decref(body);
+        return;
+    }
+    bool only_ready = ready != NULL && json_is_true(ready);
+    json_decref(body);
+
+    oxs_buf_t *out = exchange->out;
+    size_t count = oxs_server_model_count(server);
+    bool first = true;
+    oxs_buf_putc(out, '[');
+    for (size_t i = 0; i < count; i++) {
+        oxs_model_t *model = NULL;
+        if (oxs_server_model_at(server, i, &model) != OXS_OK)
+            break; /* the list shrank since the count was read */
+        oxs_model_state_t state = oxs_model_state(model);
+        if (!only_ready || state == OXS_MODEL_READY) {
+            const char *name = oxs_model_name(model);
+            const char *state_name = oxs_model_state_name(state);
+            const char *reason = oxs_model_state_reason(model);
+            oxs_buf_puts(out, first ? "{\"name\":" : ",{\"name\":");
+            first = false;
+            oxs_json_write_string(out, name, strlen(name));
+            if (oxs_model_version(model) > 0)
+                oxs_buf_printf(out, ",\"version\":\"%" PRId64 "\"", oxs_model_version(model));
+            oxs_buf_puts(out, ",\"state\":");
+            oxs_json_write_string(out, state_name, strlen(state_name));
+            oxs_buf_puts(out, ",\"reason\":");
+            oxs_json_write_string(out, reason, strlen(reason));
+            oxs_buf_putc(out, '}');
+        }
+        oxs_model_release(model);
+    }
+    oxs_buf_putc(out, ']');
+    exchange->status = 200;
+}
+
+/* Queues a load or unload; the session replies when the repository thread has run it. */
+static void handle_repository_control(oxs__http_exchange_t *exchange,
+                                      oxs_repository_action_t action)
+{
+    static const char *const unload_parameters[] = {"unload_dependents"};
+    const char *name = exchange->route->model;
+    char error[ERROR_BYTES] = "";
+
+    set_log_model(exchange, name);
+    oxs_status_t status = oxs_model_name_check(name, strlen(name), error, sizeof(error));
+    if (status != OXS_OK) {
+        reply_status(exchange, status, error);
+        return;
+    }
+    json_t *body = action == OXS_REPOSITORY_UNLOAD
+                       ? parse_repository_body(exchange, NULL, 0, unload_parameters, 1)
+                       : parse_repository_body(exchange, NULL, 0, NULL, 0);
+    if (body == NULL)
+        return;
+    json_t *dependents = json_object_get(json_object_get(body, "parameters"),
+                                         "unload_dependents");
+    bool bad_dependents = dependents != NULL && !json_is_boolean(dependents);
+    json_decref(body);
+    if (bad_dependents) {
+        reply_error(exchange, 400,
+                    "request body: parameters.unload_dependents must be true or false");
+        return;
+    }
+    status = oxs__http_session_control(exchange->session, action, name, error, sizeof(error));
+    if (status != OXS_OK) {
+        reply_status(exchange, status, error);
+        return;
+    }
+    exchange->status = 0;
 }
 
 void oxs__http_handle(oxs__http_exchange_t *exchange)
@@ -430,7 +577,8 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
     switch (route->endpoint) {
     case OXS__EP_HEALTH_READY:
         handle_health(exchange, "ready",
-                      !exchange->ctx->stopping && all_models_ready(exchange->ctx->server));
+                      !exchange->ctx->stopping &&
+                          oxs_server_ready(exchange->ctx->server, exchange->ctx->strict_readiness));
         break;
     case OXS__EP_HEALTHZ:
         handle_healthz(exchange);
@@ -466,6 +614,15 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         model = find_predict_model(exchange);
         if (model != NULL)
             submit_inference(exchange, model, OXS__ENCODE_PREDICT);
+        break;
+    case OXS__EP_REPOSITORY_INDEX:
+        handle_repository_index(exchange);
+        break;
+    case OXS__EP_REPOSITORY_LOAD:
+        handle_repository_control(exchange, OXS_REPOSITORY_LOAD);
+        break;
+    case OXS__EP_REPOSITORY_UNLOAD:
+        handle_repository_control(exchange, OXS_REPOSITORY_UNLOAD);
         break;
     case OXS__EP_SERVER_METADATA:
     case OXS__EP_HEALTH_LIVE:

@@ -46,6 +46,12 @@ int oxs__http_encode_result(oxs__http_encoding_t encoding, const struct oxs_json
                             const oxs_response_t *response, oxs_buf_t *out, oxs_buf_t *error,
                             bool *retry_after, size_t *json_len);
 
+/* Writes status as a response body ({} for OXS_OK, else {"error": message}, message
+ * defaulting to the status's own), copies the message into error for the log and returns the
+ * HTTP status. */
+int oxs__http_encode_status(oxs_status_t status, const char *message, oxs_buf_t *out,
+                            oxs_buf_t *error, bool *retry_after);
+
 /* Returns the reason phrase of an HTTP status code, such as "Not Found". */
 const char *oxs__http_reason(int status);
 

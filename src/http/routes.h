@@ -23,6 +23,9 @@ typedef enum oxs__http_endpoint {
     OXS__EP_MODEL_INFER,     /* POST /v2/models/{name}[/versions/{v}]/infer */
     OXS__EP_MODEL_CONFIG,    /* GET /v2/models/{name}[/versions/{v}]/config */
     OXS__EP_HEALTHZ,         /* GET /healthz */
+    OXS__EP_REPOSITORY_INDEX,  /* POST /v2/repository/index */
+    OXS__EP_REPOSITORY_LOAD,   /* POST /v2/repository/models/{name}/load */
+    OXS__EP_REPOSITORY_UNLOAD, /* POST /v2/repository/models/{name}/unload */
 } oxs__http_endpoint_t;
 
 typedef struct oxs__http_route {

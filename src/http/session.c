@@ -143,6 +143,7 @@ oxs_status_t oxs__http_context_init(oxs__http_context_t *ctx, oxs_server_t *serv
     ctx->default_model = default_model;
     ctx->logger = logger;
     ctx->in_flight = in_flight;
+    ctx->strict_readiness = true;
     ctx->start_us = oxs__http_now_us();
     if (getrandom(&ctx->id_seed, sizeof(ctx->id_seed), GRND_NONBLOCK) != sizeof(ctx->id_seed))
         ctx->id_seed = (uint64_t)ctx->start_us ^ ((uint64_t)(uintptr_t)ctx << 16);
@@ -1006,6 +1007,8 @@ void oxs__http_session_release(oxs__http_session_t *session)
 /* ------------------------------------------------------------------------------------------ */
 /* Inference completions */
 
+static void queue_completion(oxs__http_session_t *session);
+
 /* Runs on a worker thread: encodes the response into the session's output buffer, which the
  * loop thread leaves alone while the inference is pending, and queues the session. */
 static void on_inference_complete(void *user, oxs_response_t *response)
@@ -1029,6 +1032,44 @@ static void on_inference_complete(void *user, oxs_response_t *response)
     session->compute_us = oxs_response_compute_us(response);
     session->batch_size = oxs_response_batch_size(response);
     oxs_response_destroy(response);
+    queue_completion(session);
+}
+
+/* Runs on the repository thread: writes the action's outcome as the response. */
+static void on_control_complete(void *user, oxs_status_t status, const char *message)
+{
+    oxs__http_session_t *session = user;
+    bool retry_after = false;
+
+    oxs_buf_reset(&session->out);
+    session->done_json_len = 0;
+    session->done_status = oxs__http_encode_status(status, message, &session->out,
+                                                   &session->error, &retry_after);
+    session->done_retry_after = retry_after;
+    session->queue_us = 0;
+    session->compute_us = 0;
+    session->batch_size = 0;
+    queue_completion(session);
+}
+
+oxs_status_t oxs__http_session_control(oxs__http_session_t *session,
+                                       oxs_repository_action_t action, const char *name,
+                                       char *error, size_t error_size)
+{
+    session->inference_pending = true;
+    oxs_status_t status = oxs_repository_submit(session->ctx->server, action, name,
+                                                on_control_complete, session, error,
+                                                error_size);
+    if (status != OXS_OK)
+        session->inference_pending = false;
+    return status;
+}
+
+/* Puts a session whose response is ready on its context's completion list and wakes the
+ * loop. Worker or repository thread. */
+static void queue_completion(oxs__http_session_t *session)
+{
+    oxs__http_context_t *ctx = session->ctx;
 
     pthread_mutex_lock(&ctx->done_lock);
     session->done_next = NULL;

@@ -36,6 +36,7 @@ typedef struct oxs__http_context {
     atomic_int *in_flight;      /* requests received in full, response not yet sent */
     int64_t start_us;           /* monotonic clock at start, for the uptime */
     bool stopping;              /* no new requests: every response closes its connection */
+    bool strict_readiness;      /* see oxs_server_ready; true after init */
     uint64_t id_seed;           /* request id generator: random seed and counter */
     uint64_t id_counter;
 
@@ -131,5 +132,11 @@ oxs_status_t oxs__http_session_submit(oxs__http_session_t *session, oxs_request_
                                       oxs__http_encoding_t encoding,
                                       const struct oxs_json_reply *reply, char *error,
                                       size_t error_size);
+
+/* Queues a repository action (load or unload of name) whose outcome the session sends as the
+ * response once the library's repository thread has run it. Called by handlers. */
+oxs_status_t oxs__http_session_control(oxs__http_session_t *session,
+                                       oxs_repository_action_t action, const char *name,
+                                       char *error, size_t error_size);
 
 #endif /* OXS_HTTP_SESSION_H */

@@ -603,6 +603,7 @@ static oxs_status_t loop_init(oxs_http_frontend_t *frontend, io_loop_t *loop, ch
                                &frontend->in_flight) != OXS_OK)
         goto failed;
     loop->ctx_ready = true;
+    loop->ctx.strict_readiness = frontend->config.strict_readiness;
     loop->ctx.notify = loop_notify;
     loop->ctx.notify_user = loop;
 

@@ -480,6 +480,23 @@ void oxs__config_defaults(const oxs_server_t *server, oxs_model_config_t *config
 oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, const char *file,
                               oxs__config_t *out, char *error, size_t error_size)
 {
+    parse_t p = {.file = file, .error = error, .error_size = error_size};
+    size_t len = 0;
+    char *text = NULL;
+    int read_errno = oxs__read_file(&server->allocator, path, OXS__MAX_CONFIG_BYTES, &text, &len);
+    if (read_errno == EFBIG)
+        return fail(&p, NULL, "is larger than %d bytes", OXS__MAX_CONFIG_BYTES);
+    if (read_errno != 0)
+        return fail(&p, NULL, "cannot be read: %s", strerror(read_errno));
+    oxs_status_t status = oxs__config_parse(server, text, len, file, out, error, error_size);
+    oxs__free(&server->allocator, text);
+    return status;
+}
+
+oxs_status_t oxs__config_parse(const oxs_server_t *server, const char *text, size_t len,
+                               const char *file, oxs__config_t *out, char *error,
+                               size_t error_size)
+{
     static const char *const keys[] = {
         "max_batch_size",   "dynamic_batching",   "instance_group",
         "allow_cpu_fallback", "version_policy",   "intra_op_threads",
@@ -497,13 +514,8 @@ oxs_status_t oxs__config_read(const oxs_server_t *server, const char *path, cons
     out->groups_given = false;
     out->warmup_storage = NULL;
 
-    FILE *readable = fopen(path, "r");
-    if (readable == NULL)
-        return fail(&p, NULL, "cannot be read: %s", strerror(errno));
-    fclose(readable);
-
     json_error_t parse_error;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &parse_error);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &parse_error);
     if (root == NULL)
         return fail(&p, NULL, "invalid JSON at line %d, column %d: %s", parse_error.line,
                     parse_error.column, parse_error.text);

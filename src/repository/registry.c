@@ -1,20 +1,19 @@
 /*
- * Model registry: every model registered with the server, in name order, with its state. Loading builds
- * the ONNX Runtime session outside the registry lock, so requests for other models go on.
+ * Model registry: every model name the server knows, each with its version records in version
+ * order. A record is a model object: the one that serves the version, or one that only reports
+ * a state (LOADING, UNAVAILABLE with the reason, UNLOADING). The repository code (repository.c)
+ * decides what to load; this file keeps the records and loads one model object.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "core/internal.h"
+#include "repository/repository.h"
 
 struct oxs__registry {
     oxs_server_t *server;
     pthread_mutex_t lock;
-    oxs_model_t **models; /* sorted by name, then version */
+    oxs__entry_t **entries; /* sorted by name */
     size_t count;
     size_t capacity;
 };
@@ -31,90 +30,215 @@ oxs__registry_t *oxs__registry_create(oxs_server_t *server)
 
 void oxs__registry_stop(oxs__registry_t *registry)
 {
-    pthread_mutex_lock(&registry->lock);
-    size_t count = registry->count;
-    oxs_model_t **models = registry->models;
-    pthread_mutex_unlock(&registry->lock);
-    /* Called once no request can be submitted, after loading has finished. */
-    for (size_t i = 0; i < count; i++)
-        oxs__scheduler_stop(models[i]);
+    /* Called once no request can be submitted and the repository thread has stopped. */
+    for (size_t i = 0; i < registry->count; i++) {
+        oxs__entry_t *entry = registry->entries[i];
+        for (size_t v = 0; v < entry->count; v++)
+            oxs__scheduler_stop(entry->records[v]);
+    }
+}
+
+static void entry_free(const oxs_allocator_t *allocator, oxs__entry_t *entry)
+{
+    oxs__free(allocator, entry->records);
+    oxs__free(allocator, entry->seen);
+    oxs__free(allocator, entry->name);
+    oxs__free(allocator, entry);
 }
 
 void oxs__registry_destroy(oxs__registry_t *registry)
 {
     if (registry == NULL)
         return;
-    for (size_t i = 0; i < registry->count; i++)
-        oxs_model_release(registry->models[i]);
-    oxs__free(&registry->server->allocator, registry->models);
+    const oxs_allocator_t *allocator = &registry->server->allocator;
+    for (size_t i = 0; i < registry->count; i++) {
+        oxs__entry_t *entry = registry->entries[i];
+        for (size_t v = 0; v < entry->count; v++)
+            oxs_model_release(entry->records[v]);
+        entry_free(allocator, entry);
+    }
+    oxs__free(allocator, registry->entries);
     pthread_mutex_destroy(&registry->lock);
-    oxs__free(&registry->server->allocator, registry);
+    oxs__free(allocator, registry);
 }
 
-static int compare_models(const oxs_model_t *a, const char *name, int64_t version)
+/* Returns the index of name's entry, or where it would go, with *found set. Lock held. */
+static size_t entry_index(const oxs__registry_t *registry, const char *name, bool *found)
 {
-    int order = strcmp(a->name, name);
-    if (order != 0)
-        return order;
-    return (a->version > version) - (a->version < version);
-}
-
-/* Inserts model (taking the caller's reference) in order; fails on a duplicate. */
-static oxs_status_t registry_insert(oxs__registry_t *registry, oxs_model_t *model, char *error,
-                                   size_t error_size)
-{
-    oxs_status_t result = OXS_OK;
-    pthread_mutex_lock(&registry->lock);
-
-    size_t at = 0;
-    while (at < registry->count && compare_models(registry->models[at], model->name,
-                                                  model->version) < 0)
-        at++;
-    if (at < registry->count && compare_models(registry->models[at], model->name,
-                                               model->version) == 0) {
-        result = oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                           "model \"%s\" version %lld is already loaded", model->name,
-                           (long long)model->version);
-        goto done;
-    }
-    if (registry->count == registry->capacity) {
-        size_t capacity = registry->capacity ? registry->capacity * 2 : 8;
-        oxs_model_t **models = oxs__calloc(&registry->server->allocator, capacity,
-                                           sizeof(*models));
-        if (models == NULL) {
-            result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
-            goto done;
+    size_t low = 0, high = registry->count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        int order = strcmp(registry->entries[mid]->name, name);
+        if (order == 0) {
+            *found = true;
+            return mid;
         }
-        if (registry->count > 0)
-            memcpy(models, registry->models, registry->count * sizeof(*models));
-        oxs__free(&registry->server->allocator, registry->models);
-        registry->models = models;
-        registry->capacity = capacity;
+        if (order < 0)
+            low = mid + 1;
+        else
+            high = mid;
     }
-    memmove(&registry->models[at + 1], &registry->models[at],
-            (registry->count - at) * sizeof(*registry->models));
-    registry->models[at] = model;
-    registry->count++;
-
-done:
-    pthread_mutex_unlock(&registry->lock);
-    return result;
+    *found = false;
+    return low;
 }
 
-/* A model name becomes a URL path segment and a log field: keep it to a safe alphabet. */
-static bool valid_model_name(const char *name)
+/* Grows *items (count used, *capacity) to hold one more pointer. */
+static bool grow(const oxs_allocator_t *allocator, void ***items, size_t count, size_t *capacity)
 {
-    size_t len = strlen(name);
-    if (len == 0 || len > 128 || name[0] == '.')
+    if (count < *capacity)
+        return true;
+    size_t bigger = *capacity ? *capacity * 2 : 8;
+    void **grown = oxs__calloc(allocator, bigger, sizeof(*grown));
+    if (grown == NULL)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '-' || c == '.';
-        if (!ok)
-            return false;
-    }
+    if (count > 0)
+        memcpy(grown, *items, count * sizeof(*grown));
+    oxs__free(allocator, *items);
+    *items = grown;
+    *capacity = bigger;
     return true;
+}
+
+oxs__entry_t *oxs__registry_entry(oxs__registry_t *registry, const char *name, bool create)
+{
+    const oxs_allocator_t *allocator = &registry->server->allocator;
+    oxs__entry_t *entry = NULL;
+    bool found;
+
+    pthread_mutex_lock(&registry->lock);
+    size_t at = entry_index(registry, name, &found);
+    if (found) {
+        entry = registry->entries[at];
+    } else if (create && grow(allocator, (void ***)&registry->entries, registry->count,
+                              &registry->capacity)) {
+        entry = oxs__calloc(allocator, 1, sizeof(*entry));
+        if (entry != NULL)
+            entry->name = oxs__strdup(allocator, name);
+        if (entry != NULL && entry->name == NULL) {
+            oxs__free(allocator, entry);
+            entry = NULL;
+        }
+        if (entry != NULL) {
+            entry->repository = -1;
+            memmove(&registry->entries[at + 1], &registry->entries[at],
+                    (registry->count - at) * sizeof(*registry->entries));
+            registry->entries[at] = entry;
+            registry->count++;
+        }
+    }
+    pthread_mutex_unlock(&registry->lock);
+    return entry;
+}
+
+oxs__entry_t *const *oxs__registry_entries(oxs__registry_t *registry, size_t *count)
+{
+    *count = registry->count;
+    return registry->entries;
+}
+
+oxs_model_t *oxs__entry_record(const oxs__entry_t *entry, int64_t version)
+{
+    for (size_t i = 0; i < entry->count; i++)
+        if (entry->records[i]->version == version)
+            return entry->records[i];
+    return NULL;
+}
+
+oxs_model_t *oxs__registry_put(oxs__registry_t *registry, oxs__entry_t *entry, int64_t version,
+                               oxs_model_t *model, bool *failed)
+{
+    const oxs_allocator_t *allocator = &registry->server->allocator;
+    oxs_model_t *old = NULL;
+    *failed = false;
+
+    pthread_mutex_lock(&registry->lock);
+    size_t at = 0;
+    while (at < entry->count && entry->records[at]->version < version)
+        at++;
+    bool present = at < entry->count && entry->records[at]->version == version;
+    if (present) {
+        old = entry->records[at];
+        if (model != NULL) {
+            entry->records[at] = model;
+        } else {
+            memmove(&entry->records[at], &entry->records[at + 1],
+                    (entry->count - at - 1) * sizeof(*entry->records));
+            entry->count--;
+        }
+    } else if (model != NULL) {
+        if (!grow(allocator, (void ***)&entry->records, entry->count, &entry->capacity)) {
+            *failed = true;
+        } else {
+            memmove(&entry->records[at + 1], &entry->records[at],
+                    (entry->count - at) * sizeof(*entry->records));
+            entry->records[at] = model;
+            entry->count++;
+        }
+    }
+    pthread_mutex_unlock(&registry->lock);
+    return old;
+}
+
+void oxs__registry_drop(oxs__registry_t *registry, oxs__entry_t *entry)
+{
+    bool found;
+    pthread_mutex_lock(&registry->lock);
+    size_t at = entry_index(registry, entry->name, &found);
+    if (found) {
+        memmove(&registry->entries[at], &registry->entries[at + 1],
+                (registry->count - at - 1) * sizeof(*registry->entries));
+        registry->count--;
+    }
+    pthread_mutex_unlock(&registry->lock);
+    entry_free(&registry->server->allocator, entry);
+}
+
+void oxs__registry_unloaded(oxs__registry_t *registry, const oxs_model_t *freed)
+{
+    bool found;
+    pthread_mutex_lock(&registry->lock);
+    size_t at = entry_index(registry, freed->name, &found);
+    oxs_model_t *record = found ? oxs__entry_record(registry->entries[at], freed->version) : NULL;
+    if (record != NULL && record->unloading == freed &&
+        atomic_load(&record->state) == OXS_MODEL_UNLOADING) {
+        record->unloading = NULL;
+        atomic_store(&record->state, OXS_MODEL_UNAVAILABLE);
+    }
+    pthread_mutex_unlock(&registry->lock);
+}
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+oxs_status_t oxs_model_name_check(const char *name, size_t len, char *error, size_t error_size)
+{
+    static const char rule[] = "expected 1 to 128 letters, digits, '_', '-' or '.', not "
+                               "starting with '.'";
+    if (len == 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "invalid model name \"\": %s", rule);
+    bool ok = len <= 128 && name[0] != '.';
+    for (size_t i = 0; i < len && ok; i++) {
+        char c = name[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-' || c == '.';
+    }
+    if (!ok) {
+        /* The name may hold any bytes: show printable ASCII only. */
+        char shown[131];
+        size_t n = 0;
+        for (size_t i = 0; i < len && n < 128; i++)
+            shown[n++] = name[i] >= 0x20 && name[i] < 0x7f && name[i] != '"' ? name[i] : '?';
+        if (len > 128)
+            shown[n++] = '.', shown[n++] = '.';
+        shown[n] = '\0';
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "invalid model name \"%s\": %s", shown, rule);
+    }
+    if (len == 5 && memcmp(name, "stats", 5) == 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "invalid model name \"stats\": the word is taken by the statistics "
+                         "endpoint /v2/models/stats");
+    return OXS_OK;
 }
 
 /* Writes ios as "name:DATATYPE[dims] ..." into text, cut at size. */
@@ -155,15 +279,12 @@ static void log_load(const oxs_model_t *model, const char *path)
              sizeof(fields) / sizeof(fields[0]));
 }
 
-/* Creates a registered model in state LOADING (or UNAVAILABLE with reason, when path is NULL)
- * and returns it with one extra reference for the caller. */
-static oxs_status_t model_register(oxs_server_t *server, const char *name, int64_t version,
-                                   oxs_model_t **out, char *error, size_t error_size)
+oxs_model_t *oxs__model_create(oxs_server_t *server, const char *name, int64_t version)
 {
     oxs_model_t *model = oxs__calloc(&server->allocator, 1, sizeof(*model));
     if (model == NULL)
-        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
-    atomic_init(&model->refs, 2); /* the registry's and the caller's */
+        return NULL;
+    atomic_init(&model->refs, 1);
     atomic_init(&model->state, OXS_MODEL_LOADING);
     atomic_init(&model->described, false);
     model->server = server;
@@ -174,19 +295,24 @@ static oxs_status_t model_register(oxs_server_t *server, const char *name, int64
     model->name = oxs__strdup(&server->allocator, name);
     if (model->name == NULL) {
         oxs__free(&server->allocator, model);
-        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+        return NULL;
     }
-    oxs_status_t result = registry_insert(server->registry, model, error, error_size);
-    if (result != OXS_OK) {
-        oxs__free(&server->allocator, model->name);
-        oxs__free(&server->allocator, model);
-        return result;
-    }
-    *out = model;
-    return OXS_OK;
+    return model;
 }
 
-static void mark_unavailable(oxs_model_t *model, const char *reason, const char *path)
+oxs_model_t *oxs__model_stub(oxs_server_t *server, const char *name, int64_t version,
+                             oxs_model_state_t state, const char *reason, bool dormant)
+{
+    oxs_model_t *model = oxs__model_create(server, name, version);
+    if (model == NULL)
+        return NULL;
+    snprintf(model->reason, sizeof(model->reason), "%s", reason);
+    model->dormant = dormant;
+    atomic_store(&model->state, state);
+    return model;
+}
+
+void oxs__model_fail(oxs_model_t *model, const char *reason, const char *path)
 {
     snprintf(model->reason, sizeof(model->reason), "%s", reason);
     if (path != NULL)
@@ -200,12 +326,6 @@ static void mark_unavailable(oxs_model_t *model, const char *reason, const char 
     };
     oxs__log(model->server, OXS_LOG_ERROR, model->name, "model failed to load", fields,
              sizeof(fields) / sizeof(fields[0]));
-}
-
-oxs_status_t oxs_server_load_model(oxs_server_t *server, const char *name, int64_t version,
-                                   const char *path, char *error, size_t error_size)
-{
-    return oxs_server_load_model_config(server, name, version, path, NULL, error, error_size);
 }
 
 typedef struct warmup_wait {
@@ -332,17 +452,16 @@ static oxs_status_t run_warmup(oxs_model_t *model, char *error, size_t error_siz
 /* Reads the configuration (or takes the defaults), loads the session and completes the
  * configuration from the model. */
 static oxs_status_t load_configured(oxs_model_t *model, const char *path,
-                                    const char *config_path, char *message, size_t size)
+                                    const char *config_text, size_t config_len,
+                                    const char *config_file, char *message, size_t size)
 {
     oxs_status_t result = OXS_OK;
-    if (config_path != NULL) {
-        const char *file = strrchr(config_path, '/');
-        result = oxs__config_read(model->server, config_path, file != NULL ? file + 1 : config_path,
-                                  &model->config, message, size);
-    }
+    if (config_text != NULL)
+        result = oxs__config_parse(model->server, config_text, config_len, config_file,
+                                   &model->config, message, size);
     else
         oxs__config_defaults(model->server, &model->config.config);
-    if (config_path == NULL)
+    if (config_text == NULL)
         snprintf(model->config.file, sizeof(model->config.file), "config.json");
     if (result == OXS_OK)
         result = oxs__session_load(model, path, message, size);
@@ -358,33 +477,14 @@ static oxs_status_t load_configured(oxs_model_t *model, const char *path,
     return result;
 }
 
-oxs_status_t oxs_server_load_model_config(oxs_server_t *server, const char *name,
-                                          int64_t version, const char *path,
-                                          const char *config_path, char *error,
-                                          size_t error_size)
+oxs_status_t oxs__model_load(oxs_model_t *model, const char *path, const char *config_text,
+                             size_t config_len, const char *config_file, char *error,
+                             size_t error_size)
 {
     char message[512];
-    oxs_model_t *model = NULL;
-
-    if (server == NULL || name == NULL || path == NULL)
-        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "server, name and path are required");
-    if (!valid_model_name(name))
-        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "invalid model name \"%.128s\": expected 1 to 128 letters, digits, '_', "
-                         "'-' or '.', not starting with '.'",
-                         name);
-    if (version <= 0)
-        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "model \"%s\": invalid version %lld, expected a positive integer", name,
-                         (long long)version);
-
-    oxs_status_t result = model_register(server, name, version, &model, error, error_size);
-    if (result != OXS_OK)
-        return result;
-
     int64_t started = oxs__now_us();
-    result = load_configured(model, path, config_path, message, sizeof(message));
+    oxs_status_t result = load_configured(model, path, config_text, config_len, config_file,
+                                          message, sizeof(message));
     model->load_us = oxs__now_us() - started;
     if (result != OXS_OK) {
         oxs__scheduler_stop(model);
@@ -392,142 +492,40 @@ oxs_status_t oxs_server_load_model_config(oxs_server_t *server, const char *name
          * the model is freed. */
         if (!atomic_load(&model->described))
             oxs__session_unload(model);
-        oxs__config_free(server, &model->config);
-        mark_unavailable(model, message, path);
-        oxs__fail(result, error, error_size, "%s", model->reason);
-    } else {
-        atomic_store(&model->state, OXS_MODEL_READY);
-        log_load(model, path);
+        oxs__config_free(model->server, &model->config);
+        model->failed = true;
+        oxs__model_fail(model, message, path);
+        return oxs__fail(result, error, error_size, "%s", model->reason);
     }
-    oxs_model_release(model);
-    return result;
+    atomic_store(&model->state, OXS_MODEL_READY);
+    log_load(model, path);
+    return OXS_OK;
 }
 
-/* Returns the highest positive integer subfolder of model_dir that contains model.onnx, or 0. */
-static int64_t highest_version(const char *model_dir)
-{
-    DIR *dir = opendir(model_dir);
-    if (dir == NULL)
-        return 0;
-    int64_t best = 0;
-    struct dirent *entry;
-    char path[4096];
-    while ((entry = readdir(dir)) != NULL) {
-        char *end = NULL;
-        errno = 0;
-        long long version = strtoll(entry->d_name, &end, 10);
-        if (errno != 0 || end == entry->d_name || *end != '\0' || version <= 0 ||
-            entry->d_name[0] == '+' || entry->d_name[0] == '0')
-            continue;
-        int n = snprintf(path, sizeof(path), "%s/%s/model.onnx", model_dir, entry->d_name);
-        struct stat info;
-        if (n > 0 && (size_t)n < sizeof(path) && stat(path, &info) == 0 && S_ISREG(info.st_mode) &&
-            version > best)
-            best = version;
-    }
-    closedir(dir);
-    return best;
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-oxs_status_t oxs_server_load_repository(oxs_server_t *server, const char *path, char *error,
-                                        size_t error_size)
-{
-    oxs_status_t result = OXS_OK;
-    char **names = NULL;
-    size_t count = 0, capacity = 0;
-    struct dirent *entry;
-    char model_dir[4096], model_path[4200];
-
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return oxs__fail(OXS_ERR_NOT_FOUND, error, error_size,
-                         "model repository \"%s\" cannot be read: %s", path, strerror(errno));
-
-    while ((entry = readdir(dir)) != NULL) {
-        if (entry->d_name[0] == '.')
-            continue;
-        int n = snprintf(model_dir, sizeof(model_dir), "%s/%s", path, entry->d_name);
-        struct stat info;
-        if (n < 0 || (size_t)n >= sizeof(model_dir) || stat(model_dir, &info) != 0 ||
-            !S_ISDIR(info.st_mode))
-            continue;
-        if (count == capacity) {
-            capacity = capacity ? capacity * 2 : 16;
-            char **grown = oxs__calloc(&server->allocator, capacity, sizeof(*grown));
-            if (grown == NULL) {
-                result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
-                goto cleanup;
-            }
-            if (count > 0)
-                memcpy(grown, names, count * sizeof(*names));
-            oxs__free(&server->allocator, names);
-            names = grown;
-        }
-        names[count] = oxs__strdup(&server->allocator, entry->d_name);
-        if (names[count] == NULL) {
-            result = oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
-            goto cleanup;
-        }
-        count++;
-    }
-    if (count > 1)
-        qsort(names, count, sizeof(*names), compare_names);
-
-    for (size_t i = 0; i < count; i++) {
-        char message[512];
-        snprintf(model_dir, sizeof(model_dir), "%s/%s", path, names[i]);
-        int64_t version = highest_version(model_dir);
-        if (version == 0) {
-            /* Registered anyway, so /healthz and metadata show why it is not served. */
-            oxs_model_t *model = NULL;
-            if (valid_model_name(names[i]) &&
-                model_register(server, names[i], 0, &model, message, sizeof(message)) == OXS_OK) {
-                mark_unavailable(model,
-                                 "no version folder (a positive integer) with a model.onnx file",
-                                 model_dir);
-                oxs_model_release(model);
-            }
-            continue;
-        }
-        snprintf(model_path, sizeof(model_path), "%s/%lld/model.onnx", model_dir,
-                 (long long)version);
-        char config_path[4200];
-        snprintf(config_path, sizeof(config_path), "%s/config.json", model_dir);
-        struct stat config_info;
-        bool has_config = stat(config_path, &config_info) == 0;
-        /* A failure is recorded in the model's state and logged; the others still load. */
-        oxs_server_load_model_config(server, names[i], version, model_path,
-                                     has_config ? config_path : NULL, message, sizeof(message));
-    }
-
-cleanup:
-    closedir(dir);
-    for (size_t i = 0; i < count; i++)
-        oxs__free(&server->allocator, names[i]);
-    oxs__free(&server->allocator, names);
-    return result;
-}
+/* ---- lookups -------------------------------------------------------------------------------- */
 
 oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_t version,
                                   oxs_model_t **out)
 {
     oxs__registry_t *registry = server->registry;
     oxs_model_t *found = NULL;
+    bool present;
     *out = NULL;
 
     pthread_mutex_lock(&registry->lock);
-    for (size_t i = 0; i < registry->count; i++) {
-        oxs_model_t *model = registry->models[i];
-        if (strcmp(model->name, name) != 0)
-            continue;
-        /* Version 0 requests the highest version. The list is sorted, so the last match wins. */
-        if (version == 0 || model->version == version)
-            found = model;
+    size_t at = entry_index(registry, name, &present);
+    if (present) {
+        oxs__entry_t *entry = registry->entries[at];
+        if (version != 0) {
+            found = oxs__entry_record(entry, version);
+        } else {
+            /* The highest READY version, else the highest one, whose state says why. */
+            for (size_t i = entry->count; i-- > 0 && found == NULL;)
+                if (atomic_load(&entry->records[i]->state) == OXS_MODEL_READY)
+                    found = entry->records[i];
+            if (found == NULL && entry->count > 0)
+                found = entry->records[entry->count - 1];
+        }
     }
     if (found != NULL)
         oxs_model_acquire(found);
@@ -539,26 +537,74 @@ oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_
     return OXS_OK;
 }
 
+size_t oxs_server_ready_versions(oxs_server_t *server, const char *name, int64_t *versions,
+                                 size_t max)
+{
+    oxs__registry_t *registry = server->registry;
+    size_t count = 0;
+    bool present;
+    pthread_mutex_lock(&registry->lock);
+    size_t at = entry_index(registry, name, &present);
+    for (size_t i = 0; present && i < registry->entries[at]->count; i++) {
+        const oxs_model_t *record = registry->entries[at]->records[i];
+        if (atomic_load(&record->state) != OXS_MODEL_READY)
+            continue;
+        if (count < max)
+            versions[count] = record->version;
+        count++;
+    }
+    pthread_mutex_unlock(&registry->lock);
+    return count;
+}
+
 size_t oxs_server_model_count(oxs_server_t *server)
 {
-    pthread_mutex_lock(&server->registry->lock);
-    size_t count = server->registry->count;
-    pthread_mutex_unlock(&server->registry->lock);
+    oxs__registry_t *registry = server->registry;
+    size_t count = 0;
+    pthread_mutex_lock(&registry->lock);
+    for (size_t i = 0; i < registry->count; i++)
+        count += registry->entries[i]->count;
+    pthread_mutex_unlock(&registry->lock);
     return count;
 }
 
 oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t **out)
 {
+    oxs__registry_t *registry = server->registry;
     oxs_status_t result = OXS_ERR_NOT_FOUND;
     *out = NULL;
-    pthread_mutex_lock(&server->registry->lock);
-    if (index < server->registry->count) {
-        *out = server->registry->models[index];
-        oxs_model_acquire(*out);
-        result = OXS_OK;
+    pthread_mutex_lock(&registry->lock);
+    for (size_t i = 0; i < registry->count; i++) {
+        oxs__entry_t *entry = registry->entries[i];
+        if (index < entry->count) {
+            *out = entry->records[index];
+            oxs_model_acquire(*out);
+            result = OXS_OK;
+            break;
+        }
+        index -= entry->count;
     }
-    pthread_mutex_unlock(&server->registry->lock);
+    pthread_mutex_unlock(&registry->lock);
     return result;
+}
+
+bool oxs_server_ready(oxs_server_t *server, bool strict)
+{
+    oxs__registry_t *registry = server->registry;
+    bool ready = true;
+    pthread_mutex_lock(&registry->lock);
+    for (size_t i = 0; i < registry->count && ready; i++) {
+        oxs__entry_t *entry = registry->entries[i];
+        for (size_t v = 0; v < entry->count && ready; v++) {
+            const oxs_model_t *record = entry->records[v];
+            int state = atomic_load(&record->state);
+            if (record->dormant)
+                continue;
+            ready = strict ? state == OXS_MODEL_READY : state != OXS_MODEL_LOADING;
+        }
+    }
+    pthread_mutex_unlock(&registry->lock);
+    return ready;
 }
 
 /* ---- model handles --------------------------------------------------------------------- */
@@ -589,7 +635,7 @@ void oxs_model_release(oxs_model_t *model)
     if (model == NULL)
         return;
     if (atomic_fetch_sub_explicit(&model->refs, 1, memory_order_acq_rel) == 1)
-        oxs__model_free(model);
+        oxs__control_retire(model);
 }
 
 void oxs__model_free(oxs_model_t *model)

@@ -3,10 +3,9 @@
  * models, starts the HTTP frontend, then waits for SIGINT or SIGTERM and shuts down.
  *
  * Threads: the main thread creates no thread itself and runs no event loop; it only waits for
- * signals. The process runs 1 (main) + --http-threads + --workers threads plus ONNX Runtime's
- * process-wide pool. SIGINT, SIGTERM and SIGPIPE are blocked before the library or the frontend
- * starts a thread, so every thread inherits the mask and only sigwaitinfo here receives SIGINT and
- * SIGTERM.
+ * signals. docs/ARCHITECTURE.md gives the process's thread count. SIGINT, SIGTERM, SIGHUP and
+ * SIGPIPE are blocked before the library or the frontend starts a thread, so every thread
+ * inherits the mask and only sigwaitinfo here receives SIGINT, SIGTERM and SIGHUP.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -110,6 +109,46 @@ static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logg
     options->log_fn = oxs_log_library_event;
     options->log_user = logger;
     options->log_level = logger->level;
+    options->control_mode = cli->control_mode;
+    options->poll_secs = cli->repository_poll_secs;
+}
+
+/* Loads one model in explicit mode, or every model for "*". A failure is logged (the model is
+ * UNAVAILABLE with the reason) and the server starts anyway. */
+static void load_at_start(const oxs_logger_t *logger, oxs_server_t *server, const char *name)
+{
+    char error[1024] = "";
+    bool every = strcmp(name, "*") == 0;
+    size_t count = every ? oxs_server_model_count(server) : 1;
+
+    for (size_t i = 0; i < count; i++) {
+        char chosen[160];
+        oxs_model_t *model = NULL;
+        if (every) {
+            if (oxs_server_model_at(server, i, &model) != OXS_OK)
+                break;
+            snprintf(chosen, sizeof(chosen), "%s", oxs_model_name(model));
+            oxs_model_release(model);
+            if (i > 0 && oxs_server_model_at(server, i - 1, &model) == OXS_OK) {
+                bool same = strcmp(oxs_model_name(model), chosen) == 0;
+                oxs_model_release(model);
+                if (same)
+                    continue; /* another version of the same model */
+            }
+        } else {
+            snprintf(chosen, sizeof(chosen), "%s", name);
+        }
+        oxs_status_t status = oxs_repository_control(server, OXS_REPOSITORY_LOAD, chosen, error,
+                                                     sizeof(error));
+        if (status != OXS_OK) {
+            oxs_log_field_t fields[] = {
+                OXS_LOG_STR("status", oxs_status_name(status)),
+                OXS_LOG_STR("error", error),
+            };
+            oxs_log_write(logger, OXS_LOG_ERROR, NULL, chosen, "--load-model failed", fields,
+                          sizeof(fields) / sizeof(fields[0]));
+        }
+    }
 }
 
 /* Loads the model file or the repository. The library logs each model's load or failure
@@ -145,10 +184,19 @@ static bool load_models(const oxs_logger_t *logger, const oxs_cli_options_t *cli
         return false;
     }
 
-    status = oxs_server_load_repository(server, cli->model_repository, error, sizeof(error));
+    const char *path = NULL;
+    status = OXS_OK;
+    for (int i = 0; i < cli->model_repositories.count && status == OXS_OK; i++) {
+        path = cli->model_repositories.items[i];
+        status = oxs_server_add_repository(server, path, error, sizeof(error));
+    }
+    if (status == OXS_OK) {
+        path = NULL;
+        status = oxs_server_load_repositories(server, error, sizeof(error));
+    }
     if (status != OXS_OK) {
         oxs_log_field_t fields[] = {
-            OXS_LOG_STR("path", cli->model_repository),
+            OXS_LOG_STR("path", path != NULL ? path : ""),
             OXS_LOG_STR("status", oxs_status_name(status)),
             OXS_LOG_STR("error", error),
         };
@@ -156,6 +204,8 @@ static bool load_models(const oxs_logger_t *logger, const oxs_cli_options_t *cli
                       fields, sizeof(fields) / sizeof(fields[0]));
         return false;
     }
+    for (int i = 0; i < cli->load_models.count; i++)
+        load_at_start(logger, server, cli->load_models.items[i]);
     return true;
 }
 
@@ -165,6 +215,7 @@ static void log_model_summary(const oxs_logger_t *logger, const oxs_cli_options_
 {
     size_t total = oxs_server_model_count(server);
     size_t ready = 0;
+    size_t not_loaded = 0;
 
     for (size_t i = 0; i < total; i++) {
         oxs_model_t *model = NULL;
@@ -172,15 +223,18 @@ static void log_model_summary(const oxs_logger_t *logger, const oxs_cli_options_
             continue;
         if (oxs_model_state(model) == OXS_MODEL_READY)
             ready++;
+        else if (strcmp(oxs_model_state_reason(model), "not loaded") == 0)
+            not_loaded++; /* explicit mode: waits for a load request */
         oxs_model_release(model);
     }
 
     oxs_log_field_t fields[] = {
         OXS_LOG_NUM("models", total),
         OXS_LOG_NUM("ready", ready),
-        OXS_LOG_NUM("unavailable", total - ready),
+        OXS_LOG_NUM("unavailable", total - ready - not_loaded),
+        OXS_LOG_NUM("not_loaded", not_loaded),
     };
-    if (ready == 0)
+    if (ready == 0 && cli->control_mode != OXS_CONTROL_EXPLICIT)
         oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL,
                       "no model is ready; the server starts anyway and /healthz shows why",
                       fields, sizeof(fields) / sizeof(fields[0]));
@@ -201,12 +255,43 @@ static void log_model_summary(const oxs_logger_t *logger, const oxs_cli_options_
     }
 }
 
-/* Waits for SIGINT or SIGTERM. Returns the signal number. */
-static int wait_for_signal(const sigset_t *signals)
+static void log_rescan_done(void *user, oxs_status_t status, const char *message)
+{
+    oxs_log_field_t fields[] = {
+        OXS_LOG_STR("status", oxs_status_name(status)),
+        OXS_LOG_STR("error", message),
+    };
+    oxs_log_write(user, status == OXS_OK ? OXS_LOG_INFO : OXS_LOG_WARN, NULL, NULL,
+                  "SIGHUP rescan done", fields, status == OXS_OK ? 1 : 2);
+}
+
+/* Waits for SIGINT or SIGTERM, and rescans the repositories on each SIGHUP meanwhile. Returns
+ * the signal number that ends the wait. */
+static int wait_for_signal(const oxs_logger_t *logger, const sigset_t *signals,
+                           oxs_server_t *server, bool repositories)
 {
     for (;;) {
         siginfo_t info;
         int signo = sigwaitinfo(signals, &info);
+        if (signo == SIGHUP) {
+            char error[256] = "";
+            if (!repositories) {
+                oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL,
+                              "SIGHUP ignored: no model repository to rescan", NULL, 0);
+                continue;
+            }
+            oxs_status_t status = oxs_repository_submit(server, OXS_REPOSITORY_RESCAN, NULL,
+                                                        log_rescan_done, (void *)logger, error,
+                                                        sizeof(error));
+            oxs_log_field_t field = OXS_LOG_STR("error", error);
+            if (status == OXS_OK)
+                oxs_log_write(logger, OXS_LOG_INFO, NULL, NULL,
+                              "SIGHUP: rescanning the model repositories", NULL, 0);
+            else
+                oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL, "SIGHUP rescan refused", &field,
+                              1);
+            continue;
+        }
         if (signo > 0)
             return signo;
         /* EINTR: a signal outside the set, such as SIGSTOP and SIGCONT from a job shell. */
@@ -302,10 +387,13 @@ static int run(int argc, char **argv)
     sigaddset(&blocked, SIGINT);
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGPIPE);
+    sigaddset(&blocked, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     sigemptyset(&shutdown_signals);
     sigaddset(&shutdown_signals, SIGINT);
     sigaddset(&shutdown_signals, SIGTERM);
+    sigset_t waited = shutdown_signals;
+    sigaddset(&waited, SIGHUP);
 
     int cores = count_cores();
     oxs_cli_options_init(&cli, cores);
@@ -344,6 +432,7 @@ static int run(int argc, char **argv)
         .max_request_bytes = cli.max_request_bytes,
         .idle_timeout_secs = cli.http_idle_timeout_secs,
         .default_model = cli.default_model,
+        .strict_readiness = cli.strict_readiness,
     };
     /* A port in use is reported before loading models, which can take long. The listeners
      * themselves open after loading, so clients never reach a half-loaded server. */
@@ -376,7 +465,7 @@ static int run(int argc, char **argv)
                       sizeof(fields) / sizeof(fields[0]));
     }
 
-    int signo = wait_for_signal(&shutdown_signals);
+    int signo = wait_for_signal(&logger, &waited, server, cli.model_repositories.count > 0);
     {
         oxs_log_field_t fields[] = {
             OXS_LOG_STR("signal", signal_name(signo)),

@@ -19,6 +19,7 @@ typedef enum cli_type {
     CLI_HOST,   /* const char * field holding an IPv4 or IPv6 address */
     CLI_ENUM,   /* int-sized enum field, one of the choices */
     CLI_ACTION, /* bool field set by the flag alone (--help, --version) */
+    CLI_LIST,   /* oxs_cli_list_t field: a non-empty value, the flag repeatable */
 } cli_type_t;
 
 typedef struct cli_choice {
@@ -52,6 +53,12 @@ typedef struct cli_option {
 _Static_assert(sizeof(oxs_log_level_t) == sizeof(int), "enum size");
 _Static_assert(sizeof(oxs_log_format_t) == sizeof(int), "enum size");
 _Static_assert(sizeof(oxs_graph_opt_t) == sizeof(int), "enum size");
+_Static_assert(sizeof(oxs_control_mode_t) == sizeof(int), "enum size");
+
+static const cli_choice_t control_mode_choices[] = {
+    {"none", OXS_CONTROL_NONE}, {"poll", OXS_CONTROL_POLL}, {"explicit", OXS_CONTROL_EXPLICIT},
+    {NULL, 0},
+};
 
 static const cli_choice_t log_level_choices[] = {
     {"error", OXS_LOG_ERROR}, {"warn", OXS_LOG_WARN}, {"info", OXS_LOG_INFO},
@@ -68,10 +75,31 @@ static const cli_choice_t graph_opt_choices[] = {
 };
 
 static const cli_option_t cli_table[] = {
-    {.name = "model-repository", .key = "model_repository", .type = CLI_STRING,
-     .offset = FIELD(model_repository), .metavar = "DIR", .help_default = "",
-     .help = "Serve every model in DIR, laid out as NAME/VERSION/model.onnx (the highest version "
-             "of each). Give either this or one MODEL.onnx file."},
+    {.name = "model-repository", .key = "model_repository", .type = CLI_LIST,
+     .offset = FIELD(model_repositories), .metavar = "DIR", .help_default = "",
+     .help = "Serve the models in DIR, laid out as NAME/VERSION/model.onnx with an optional "
+             "NAME/config.json (see docs/REPOSITORY.md). May be given several times. Give "
+             "either this or one MODEL.onnx file."},
+    {.name = "model-control-mode", .key = "model_control_mode", .type = CLI_ENUM,
+     .offset = FIELD(control_mode), .default_text = "none", .metavar = "MODE",
+     .choices = control_mode_choices,
+     .help = "none: load every model at start; SIGHUP rescans the repositories. poll: the same, "
+             "and rescan every --repository-poll-secs. explicit: load only the --load-model "
+             "models, then what POST /v2/repository/models/NAME/load asks (the only mode that "
+             "allows load and unload)."},
+    {.name = "repository-poll-secs", .key = "repository_poll_secs", .type = CLI_INT,
+     .offset = FIELD(repository_poll_secs), .default_text = "15", .min = 1, .max = 86400,
+     .metavar = "N", .unit = "seconds",
+     .help = "Time between two scans of the repositories in poll mode. A change is applied once "
+             "two scans in a row see the same files."},
+    {.name = "load-model", .key = "load_model", .type = CLI_LIST, .offset = FIELD(load_models),
+     .metavar = "NAME", .help_default = "",
+     .help = "In explicit mode, a model to load at start; \"*\" loads every model. May be "
+             "given several times."},
+    {.name = "strict-readiness", .key = "strict_readiness", .type = CLI_BOOL,
+     .offset = FIELD(strict_readiness), .default_text = "true", .metavar = "BOOL",
+     .help = "true: GET /v2/health/ready fails while a model version that should be loaded is "
+             "not READY. false: ready once every model has loaded or failed."},
     {.name = "model-config", .key = "model_config", .type = CLI_STRING,
      .offset = FIELD(model_config), .metavar = "FILE", .help_default = "",
      .help = "config.json for the one MODEL.onnx file (a repository keeps it in "
@@ -242,6 +270,9 @@ static void describe_expected(const cli_option_t *option, char *text, size_t siz
     case CLI_STRING:
         snprintf(text, size, "a non-empty value");
         break;
+    case CLI_LIST:
+        snprintf(text, size, "a non-empty value, at most %d times", OXS_CLI_MAX_LIST);
+        break;
     case CLI_ACTION:
         snprintf(text, size, "no value");
         break;
@@ -307,6 +338,13 @@ static bool set_value(oxs_cli_options_t *options, const cli_option_t *option, co
     case CLI_ACTION:
         *(bool *)field = true;
         return true;
+    case CLI_LIST: {
+        oxs_cli_list_t *list = field;
+        if (*value == '\0' || list->count == OXS_CLI_MAX_LIST)
+            return reject_value(option, value, error, error_size);
+        list->items[list->count++] = value;
+        return true;
+    }
     }
     return reject_value(option, value, error, error_size);
 }
@@ -427,11 +465,26 @@ bool oxs_cli_parse(oxs_cli_options_t *options, int argc, char **argv, char *erro
 
     if (options->help || options->version)
         return true;
-    if (options->model_repository != NULL && options->model_file != NULL) {
+    bool repositories = options->model_repositories.count > 0;
+    if (repositories && options->model_file != NULL) {
         snprintf(error, error_size,
                  "both --model-repository \"%s\" and the model file \"%s\" are given; "
                  "give one of them",
-                 options->model_repository, options->model_file);
+                 options->model_repositories.items[0], options->model_file);
+        return false;
+    }
+    if (options->control_mode != OXS_CONTROL_NONE && !repositories) {
+        snprintf(error, error_size,
+                 "--model-control-mode %s needs --model-repository DIR; a single MODEL.onnx "
+                 "file is served in mode none",
+                 oxs_control_mode_name(options->control_mode));
+        return false;
+    }
+    if (options->load_models.count > 0 && options->control_mode != OXS_CONTROL_EXPLICIT) {
+        snprintf(error, error_size,
+                 "--load-model \"%s\" needs --model-control-mode explicit; in mode %s every "
+                 "model loads at start",
+                 options->load_models.items[0], oxs_control_mode_name(options->control_mode));
         return false;
     }
     if (options->model_config != NULL && options->model_file == NULL) {
@@ -441,7 +494,7 @@ bool oxs_cli_parse(oxs_cli_options_t *options, int argc, char **argv, char *erro
                  options->model_config);
         return false;
     }
-    if (options->model_repository == NULL && options->model_file == NULL) {
+    if (!repositories && options->model_file == NULL) {
         snprintf(error, error_size,
                  "no model given: pass --model-repository DIR or one MODEL.onnx file; see "
                  "onnxserve --help");
@@ -560,6 +613,22 @@ size_t oxs_cli_log_fields(const oxs_cli_options_t *options, oxs_cli_field_text_t
         switch (option->type) {
         case CLI_ACTION:
             continue;
+        case CLI_LIST: {
+            const oxs_cli_list_t *list = field;
+            size_t slot = strcmp(option->key, "model_repository") == 0 ? 0 : 1;
+            char *text = storage->lists[slot];
+            size_t used = 0;
+            if (list->count == 0)
+                continue;
+            text[0] = '\0';
+            for (int k = 0; k < list->count && used < sizeof(storage->lists[slot]); k++) {
+                int n = snprintf(text + used, sizeof(storage->lists[slot]) - used, "%s%s",
+                                 k > 0 ? "," : "", list->items[k]);
+                used += n > 0 ? (size_t)n : 0;
+            }
+            *out = OXS_LOG_STR(option->key, text);
+            break;
+        }
         case CLI_INT:
             *out = OXS_LOG_NUM(option->key, *(const int *)field);
             break;

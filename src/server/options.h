@@ -13,8 +13,21 @@
 #include "onnxserve.h"
 #include "server/log.h"
 
+/* Most values a repeatable flag keeps. */
+#define OXS_CLI_MAX_LIST 16
+
+/* The values of a flag that may be given several times, in order. */
+typedef struct oxs_cli_list {
+    const char *items[OXS_CLI_MAX_LIST];
+    int count;
+} oxs_cli_list_t;
+
 typedef struct oxs_cli_options {
-    const char *model_repository; /* NAME/VERSION/model.onnx folders, or NULL */
+    oxs_cli_list_t model_repositories; /* NAME/VERSION/model.onnx folders */
+    oxs_control_mode_t control_mode;
+    int repository_poll_secs;
+    oxs_cli_list_t load_models;   /* explicit mode: models loaded at start ("*": all) */
+    bool strict_readiness;
     const char *model_file;       /* the positional MODEL.onnx, or NULL */
     const char *model_config;     /* config.json for model_file, or NULL */
     const char *host;
@@ -63,6 +76,7 @@ void oxs_cli_model_name(const char *path, char *name, size_t name_size);
 /* Storage for the text of flag values while they are logged. */
 typedef struct oxs_cli_field_text {
     char text[OXS_CLI_MAX_FIELDS][24];
+    char lists[2][1024]; /* repeatable flags, values joined by commas */
 } oxs_cli_field_text_t;
 
 /* Fills fields with one entry per flag (key: the flag name with '_' for '-'), for the startup

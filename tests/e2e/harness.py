@@ -12,6 +12,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -516,12 +517,21 @@ class ServerTestCase(unittest.TestCase):
         return text
 
 
+def link_or_copy(source, target):
+    """Hard-link source to target, or copy it across file systems. A symbolic link would leave
+    the model repository, which the server refuses."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def make_repository(folder, models):
     """Build a model repository in folder: models maps NAME to a model file path."""
     for name, path in models.items():
         version = os.path.join(folder, name, "1")
         os.makedirs(version, exist_ok=True)
-        os.symlink(os.path.abspath(path), os.path.join(version, "model.onnx"))
+        link_or_copy(path, os.path.join(version, "model.onnx"))
     return folder
 
 

@@ -5,6 +5,7 @@ Usage: make_models.py OUTDIR. Writes OUTDIR/NAME.onnx for each model and OUTDIR/
 repository (NAME/1/model.onnx) holding every generated model plus one that fails to load.
 """
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -129,6 +130,13 @@ def make_scalar(outdir):
          "scalar")
 
 
+def link_or_copy(source, target):
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def make_repository(outdir, names):
     repo = os.path.join(outdir, "repo")
     for name in names:
@@ -137,7 +145,8 @@ def make_repository(outdir, names):
         target = os.path.join(folder, "model.onnx")
         if os.path.lexists(target):
             os.remove(target)
-        os.symlink(os.path.join(outdir, name + ".onnx"), target)
+        # A hard link or a copy: a symbolic link would leave the repository, which is refused.
+        link_or_copy(os.path.join(outdir, name + ".onnx"), target)
     broken = os.path.join(repo, "broken", "1")
     os.makedirs(broken, exist_ok=True)
     with open(os.path.join(broken, "model.onnx"), "wb") as f:

@@ -1523,7 +1523,8 @@ static void test_encode_model_metadata(void **state)
     (void)state;
     oxs_buf_t out;
     oxs_buf_init(&out, 0);
-    oxs_json_encode_model_metadata(&out, identity);
+    const int64_t versions[] = {1};
+    oxs_json_encode_model_metadata(&out, identity, versions, 1);
     const char *text = oxs_buf_cstr(&out);
     assert_true(json_is_valid(out.data, out.len));
     assert_contains(text, "{\"name\":\"identity\",\"versions\":[\"1\"],\"platform\":\"onnxruntime_onnx\"");
@@ -1544,7 +1545,8 @@ static void test_encode_respects_buffer_max(void **state)
     (void)state;
     oxs_buf_t out;
     oxs_buf_init(&out, 64);
-    oxs_json_encode_model_metadata(&out, identity);
+    const int64_t versions[] = {1};
+    oxs_json_encode_model_metadata(&out, identity, versions, 1);
     assert_true(out.failed);
     assert_true(out.len <= 64);
     oxs_buf_free(&out);

@@ -57,7 +57,7 @@ static void defaults_match_documentation(void **state)
 
     oxs_cli_options_init(&options, CORES);
 
-    assert_null(options.model_repository);
+    assert_int_equal(options.model_repositories.count, 0);
     assert_null(options.model_file);
     assert_string_equal(options.host, "127.0.0.1");
     assert_int_equal(options.http_port, 8000);
@@ -107,7 +107,7 @@ static void both_flag_forms_parse(void **state)
                            "--enable-mem-pattern", "false", "--optimized-model-dir=/tmp/opt",
                            NULL));
     assert_string_equal(error, "");
-    assert_string_equal(options.model_repository, "/models");
+    assert_string_equal(options.model_repositories.items[0], "/models");
     assert_string_equal(options.host, "0.0.0.0");
     assert_int_equal(options.http_port, 0);
     assert_int_equal(options.http_threads, 3);
@@ -259,7 +259,7 @@ static void model_file_gives_name(void **state)
     assert_true(parse_args(&options, error, sizeof(error), "--workers", "1",
                            "models/silero_vad.onnx", NULL));
     assert_string_equal(options.model_file, "models/silero_vad.onnx");
-    assert_null(options.model_repository);
+    assert_int_equal(options.model_repositories.count, 0);
 
     oxs_cli_model_name("models/silero_vad.onnx", name, sizeof(name));
     assert_string_equal(name, "silero_vad");
@@ -369,9 +369,9 @@ static void log_fields_cover_flags(void **state)
                            "--log-format", "text", "--enable-mem-pattern=false", NULL));
     size_t count = oxs_cli_log_fields(&options, &storage, fields, OXS_CLI_MAX_FIELDS);
 
-    /* Every flag except --help and --version, plus model_file; the three unset strings are
-     * left out. */
-    assert_int_equal(count, 18 + 1 - 3);
+    /* Every flag except --help and --version, plus model_file; the four unset strings and
+     * lists are left out. */
+    assert_int_equal(count, 22 + 1 - 4);
     assert_string_equal(find_field(fields, count, "model_file")->str, "x.onnx");
     assert_string_equal(find_field(fields, count, "host")->str, "127.0.0.1");
     assert_null(find_field(fields, count, "http_port")->str);
