@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lay out the bundled default model repository that `make run` serves: one folder per sample
-# model, NAME/1/model.onnx, each a symbolic link into the models that scripts/fetch-deps.sh
-# cached. Usage: make-default-repo.sh OUTDIR [MODELS_DIR]
+# model, NAME/1/model.onnx, each a hard link to (or, across file systems, a copy of) the models
+# that scripts/fetch-deps.sh cached. Not a symbolic link: the server refuses links that leave
+# the repository. Usage: make-default-repo.sh OUTDIR [MODELS_DIR]
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -27,5 +28,10 @@ for entry in "${repository[@]}"; do
     exit 1
   fi
   mkdir -p "$out/$name/1"
-  ln -sfn "$(cd "$(dirname "$file")" && pwd)/$(basename "$file")" "$out/$name/1/model.onnx"
+  target="$out/$name/1/model.onnx"
+  if [[ -e "$target" && ! -L "$target" ]] && cmp -s "$file" "$target"; then
+    continue
+  fi
+  rm -f "$target"
+  ln "$file" "$target" 2>/dev/null || cp "$file" "$target"
 done

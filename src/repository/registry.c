@@ -1,5 +1,5 @@
 /*
- * Model registry: every model name the server knows, each with its version records in version
+ * Model registry: every model name of the server, each with its version records in version
  * order. A record is a model object: the one that serves the version, or one that only reports
  * a state (LOADING, UNAVAILABLE with the reason, UNLOADING). The repository code (repository.c)
  * decides what to load; this file keeps the records and loads one model object.
@@ -193,9 +193,9 @@ void oxs__registry_drop(oxs__registry_t *registry, oxs__entry_t *entry)
     entry_free(&registry->server->allocator, entry);
 }
 
-void oxs__registry_unloaded(oxs__registry_t *registry, const oxs_model_t *freed)
+bool oxs__registry_unloaded(oxs__registry_t *registry, const oxs_model_t *freed)
 {
-    bool found;
+    bool found, unloaded = false;
     pthread_mutex_lock(&registry->lock);
     size_t at = entry_index(registry, freed->name, &found);
     oxs_model_t *record = found ? oxs__entry_record(registry->entries[at], freed->version) : NULL;
@@ -203,8 +203,10 @@ void oxs__registry_unloaded(oxs__registry_t *registry, const oxs_model_t *freed)
         atomic_load(&record->state) == OXS_MODEL_UNLOADING) {
         record->unloading = NULL;
         atomic_store(&record->state, OXS_MODEL_UNAVAILABLE);
+        unloaded = true;
     }
     pthread_mutex_unlock(&registry->lock);
+    return unloaded;
 }
 
 /* ---- names ---------------------------------------------------------------------------------- */

@@ -2,13 +2,12 @@
  * Model repositories and their control: which versions of which models load, when they reload,
  * and the repository thread that runs every such action one at a time.
  *
- * A scan lists each repository's model folders and each model's version folders, reads
- * config.json and its version_policy, and brings the model's records in line: a version to
- * serve that is new, or whose files or config.json changed, is loaded beside the record that
- * serves it now and replaces it only once READY, so no request is dropped; a failed load keeps
- * the old record serving. A record that is replaced or unloaded is released; requests that
- * hold it finish on it, and the last reference hands it to the repository thread, which frees
- * it (oxs__control_retire).
+ * A scan lists each repository's model folders and each model's version folders and reads
+ * config.json with its version_policy. A version to serve that is new, or whose files or
+ * config.json changed, is loaded beside the record that serves it now. It replaces that record
+ * only once READY, so no request is dropped, and a failed load keeps the old record serving.
+ * Requests that hold a replaced or unloaded model finish on it. The last reference hands it to
+ * the repository thread, which frees it (oxs__control_retire).
  *
  * Threads: one repository thread per server (oxs-repository), started with the server. It runs
  * queued actions, the poll and the freeing of retired models. The first load of
@@ -27,7 +26,7 @@
 
 #define MAX_REPOSITORIES 16
 #define MAX_QUEUED_ACTIONS 64
-/* Depth of subfolders of a version folder whose files count in its signature. */
+/* Levels of subfolders below a version folder whose files count in its signature. */
 #define SIGNATURE_DEPTH 3
 #define PATH_BYTES 4096
 
@@ -41,7 +40,7 @@ typedef struct action {
 
 struct oxs__control {
     oxs_server_t *server;
-    pthread_mutex_t repository_lock; /* one repository action at a time */
+    pthread_mutex_t repository_lock; /* serializes repository actions */
     char *paths[MAX_REPOSITORIES];   /* as given, for messages */
     char *real[MAX_REPOSITORIES];    /* resolved, to keep links inside */
     int repository_count;
@@ -233,17 +232,17 @@ static long list_names(oxs__control_t *control, bool verbose, name_found_t **out
     if (count > 1)
         qsort(names, count, sizeof(*names), compare_found_names);
     /* Keep one item per name; a name in two repositories keeps both numbers. */
-    size_t kept = 0;
+    size_t unique = 0;
     for (size_t i = 0; i < count; i++) {
-        if (kept > 0 && strcmp(names[kept - 1].name, names[i].name) == 0) {
-            if (names[kept - 1].second < 0)
-                names[kept - 1].second = names[i].repository;
+        if (unique > 0 && strcmp(names[unique - 1].name, names[i].name) == 0) {
+            if (names[unique - 1].second < 0)
+                names[unique - 1].second = names[i].repository;
             continue;
         }
-        names[kept++] = names[i];
+        names[unique++] = names[i];
     }
     *out = names;
-    return (long)kept;
+    return (long)unique;
 }
 
 /* Lists the version folders of the model folder dir (in repository r), highest first. */
@@ -438,7 +437,8 @@ static oxs_status_t load_version(oxs__control_t *control, oxs__entry_t *entry,
         model->failed = true;
         oxs__model_fail(model,
                         "model.onnx or its version folder is a link that leaves the model "
-                        "repository; copy or hard-link the file into the repository instead",
+                        "repository, which is rejected; copy or hard-link the file into the "
+                        "repository instead",
                         path);
         oxs_status_t status = oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                                         "model \"%s\" version %lld: %s", entry->name,
@@ -584,24 +584,24 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
     /* A specific version without a folder is reported. */
     if (parsed.config.version_policy == OXS_VERSION_SPECIFIC) {
         for (int i = 0; i < parsed.config.version_count; i++) {
-            int64_t wanted = parsed.config.versions[i];
+            int64_t listed = parsed.config.versions[i];
             bool present = false;
             for (long k = 0; k < count && !present; k++)
-                present = versions[k].version == wanted;
-            if (present || oxs__entry_record(entry, wanted) != NULL)
+                present = versions[k].version == listed;
+            if (present || oxs__entry_record(entry, listed) != NULL)
                 continue;
             char reason[200];
             snprintf(reason, sizeof(reason),
                      "version_policy names version %lld, which has no folder with a model.onnx",
-                     (long long)wanted);
-            oxs_model_t *stub = oxs__model_stub(server, entry->name, wanted,
+                     (long long)listed);
+            oxs_model_t *stub = oxs__model_stub(server, entry->name, listed,
                                                 OXS_MODEL_UNAVAILABLE, reason, false);
             if (stub != NULL)
                 put_record(entry, stub);
         }
     }
 
-    /* Records of versions that are gone, or that the policy no longer selects once a
+    /* Records of versions whose folder was removed, or that the policy no longer selects once a
      * selected version serves (a failed new version leaves the old one serving). */
     for (size_t i = entry->count; i-- > 0;) {
         oxs_model_t *record = entry->records[i];
@@ -614,9 +614,9 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
         if (parsed.config.version_policy == OXS_VERSION_SPECIFIC)
             for (int k = 0; k < parsed.config.version_count; k++)
                 named |= parsed.config.versions[k] == version;
-        bool gone = at < 0 && !named;
+        bool removed = at < 0 && !named;
         bool unselected = at >= 0 && !policy_selects(&parsed.config, versions, (size_t)at);
-        if (version == 0 || gone || (unselected && selected_ready))
+        if (version == 0 || removed || (unselected && selected_ready))
             remove_record(server, entry, version);
     }
     if (entry->count == 0)
@@ -640,7 +640,7 @@ static void model_dir(const oxs__control_t *control, const oxs__entry_t *entry, 
     snprintf(out, size, "%s/%s", control->paths[entry->repository], entry->name);
 }
 
-/* Lists the repositories and updates the entries: new names get an entry, names gone from
+/* Lists the repositories and updates the entries: new names get an entry, names removed from
  * every repository lose theirs, and names in two repositories are reported. Then brings each
  * model that should load in line with its folder (all of them unless explicit; in explicit
  * mode only the models loaded on request, and only when apply_loaded). Repository lock held. */
@@ -697,7 +697,7 @@ static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_l
             entry->repository = found->repository;
             entry->scanned = false;
         }
-        if (explicit_mode && !entry->wanted) {
+        if (explicit_mode && !entry->requested) {
             if (entry->count == 0)
                 set_model_stub(server, entry, OXS_MODEL_UNAVAILABLE, "not loaded", true);
             continue;
@@ -714,7 +714,7 @@ static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_l
     }
     oxs__free(&server->allocator, names);
 
-    /* Names gone from every repository. */
+    /* Names removed from every repository. */
     entries = oxs__registry_entries(server->registry, &entry_count);
     for (size_t i = entry_count; i-- > 0;) {
         oxs__entry_t *entry = entries[i];
@@ -742,9 +742,9 @@ static oxs_status_t load_model(oxs__control_t *control, const char *name, char *
     if (entry->repository == -2)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size, "model \"%s\": %s", name,
                          entry->count > 0 ? entry->records[0]->reason : "duplicate name");
-    bool was_wanted = entry->wanted;
-    entry->wanted = true;
-    if (!was_wanted) {
+    bool was_requested = entry->requested;
+    entry->requested = true;
+    if (!was_requested) {
         /* Records left by an unload make way for fresh loads. */
         for (size_t i = entry->count; i-- > 0;)
             if (entry->records[i]->dormant)
@@ -770,9 +770,9 @@ static oxs_status_t unload_model(oxs__control_t *control, const char *name, char
     if (entry == NULL)
         return oxs__fail(OXS_ERR_NOT_FOUND, error, error_size,
                          "model \"%s\" is not in any model repository", name);
-    entry->wanted = false;
+    entry->requested = false;
     unload_records(server, entry);
-    oxs__log(server, OXS_LOG_INFO, name, "model unloading: new requests are refused", NULL, 0);
+    oxs__log(server, OXS_LOG_INFO, name, "model unloading: new requests are rejected", NULL, 0);
     return OXS_OK;
 }
 
@@ -806,11 +806,14 @@ static void free_retired(oxs__control_t *control, oxs_model_t *model)
 {
     while (model != NULL) {
         oxs_model_t *next = model->retired_next;
-        if (atomic_load(&model->state) == OXS_MODEL_READY) {
+        bool served = atomic_load(&model->state) == OXS_MODEL_READY;
+        bool unloaded = oxs__registry_unloaded(control->server->registry, model);
+        if (served) {
             oxs_log_field_t fields[] = {{.key = "version", .num = model->version}};
-            oxs__log(control->server, OXS_LOG_INFO, model->name, "model unloaded", fields, 1);
+            oxs__log(control->server, OXS_LOG_INFO, model->name,
+                     unloaded ? "model unloaded" : "model released after its last request",
+                     fields, 1);
         }
-        oxs__registry_unloaded(control->server->registry, model);
         oxs__model_free(model);
         model = next;
     }

@@ -21,7 +21,7 @@ typedef struct oxs__seen {
 typedef struct oxs__entry {
     char *name;
     int repository;       /* index of its repository, -1 for a model loaded from a file */
-    bool wanted;          /* explicit mode: loaded on request and not unloaded since */
+    bool requested;       /* explicit mode: a load was requested and no unload since */
     bool found;           /* seen by the scan in progress */
     bool scanned;         /* seen_config and seen hold the previous scan */
     uint64_t seen_config; /* config.json signature at the previous scan, 0 without one */
@@ -51,8 +51,9 @@ oxs_model_t *oxs__entry_record(const oxs__entry_t *entry, int64_t version);
 /* Removes an entry that has no record left and frees it. */
 void oxs__registry_drop(oxs__registry_t *registry, oxs__entry_t *entry);
 
-/* Marks an UNLOADING record whose model was freed UNAVAILABLE ("unloaded"). */
-void oxs__registry_unloaded(oxs__registry_t *registry, const oxs_model_t *freed);
+/* Marks the UNLOADING record that waits for freed UNAVAILABLE ("unloaded"). Returns false
+ * when no record waits for it (a model replaced by a reload, say). */
+bool oxs__registry_unloaded(oxs__registry_t *registry, const oxs_model_t *freed);
 
 /* Creates an unregistered model object in state LOADING with one reference. */
 oxs_model_t *oxs__model_create(oxs_server_t *server, const char *name, int64_t version);

@@ -288,7 +288,7 @@ static int wait_for_signal(const oxs_logger_t *logger, const sigset_t *signals,
                 oxs_log_write(logger, OXS_LOG_INFO, NULL, NULL,
                               "SIGHUP: rescanning the model repositories", NULL, 0);
             else
-                oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL, "SIGHUP rescan refused", &field,
+                oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL, "SIGHUP rescan rejected", &field,
                               1);
             continue;
         }
