@@ -632,7 +632,7 @@ done:
     return result;
 }
 
-/* ---- scans and actions ------------------------------------------------------------------------ */
+/* ---- scans and actions --------------------------------------------------------------------- */
 
 static void model_dir(const oxs__control_t *control, const oxs__entry_t *entry, char *out,
                       size_t size)
@@ -681,8 +681,10 @@ static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_l
             if (entry->repository != -2 || mode.verbose) {
                 int both[2] = {found->repository, found->second};
                 for (int k = 0; k < 2; k++) {
-                    oxs_log_field_t fields[] = {{.key = "repository", .str = control->paths[both[k]]},
-                                                {.key = "error", .str = reason}};
+                    oxs_log_field_t fields[] = {
+                        {.key = "repository", .str = control->paths[both[k]]},
+                        {.key = "error", .str = reason},
+                    };
                     oxs__log(server, OXS_LOG_ERROR, entry->name, "model name is not unique",
                              fields, 2);
                 }
@@ -865,9 +867,12 @@ static void *control_main(void *arg)
         if (action != NULL) {
             char error[1024] = "";
             oxs_status_t status = run_action(control, action, error, sizeof(error));
-            if (action->done != NULL)
-                action->done(action->user, status, status == OXS_OK ? "" : error);
+            oxs_repository_done_fn done = action->done;
+            void *user = action->user;
+            /* Freed first: the caller may count allocations as soon as done returns. */
             oxs__free(&server->allocator, action);
+            if (done != NULL)
+                done(user, status, status == OXS_OK ? "" : error);
         } else if (poll_due && !control->stopping) {
             sync_mode_t mode = {.stable_only = true, .verbose = false};
             char error[512];

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "exit_now.h"
 #include "onnxserve.h"
 
 static char model_path[4096];
@@ -549,5 +550,5 @@ int main(void)
         cmocka_unit_test(test_steady_requests_allocation_bound),
         cmocka_unit_test(test_optimized_model_written),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    oxs_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

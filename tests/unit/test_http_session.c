@@ -21,6 +21,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "common/buf.h"
+#include "exit_now.h"
 #include "http/session.h"
 #include "onnxserve.h"
 
@@ -1412,5 +1413,5 @@ int main(void)
 
     failed += cmocka_run_group_tests_name("http_session_models", model_tests, setup_models,
                                           teardown_models);
-    return failed;
+    oxs_test_exit(failed);
 }

@@ -23,6 +23,7 @@
 
 #include "codec/float16.h"
 #include "codec/json.h"
+#include "exit_now.h"
 
 #define ERROR_SIZE 1024
 
@@ -1614,5 +1615,5 @@ int main(void)
         cmocka_unit_test(test_encode_model_metadata),
         cmocka_unit_test(test_encode_respects_buffer_max),
     };
-    return cmocka_run_group_tests(tests, setup_server, teardown_server);
+    oxs_test_exit(cmocka_run_group_tests(tests, setup_server, teardown_server));
 }

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/adaptive.h"
+#include "exit_now.h"
 #include "onnxserve.h"
 
 static char model_path[4096];
@@ -382,5 +383,5 @@ int main(void)
         cmocka_unit_test(test_batch_split_back),
         cmocka_unit_test(test_adaptive_delay_decisions),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    oxs_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
