@@ -155,9 +155,14 @@ static bool require_ready(oxs__http_exchange_t *exchange, const oxs_model_t *mod
 
     if (state == OXS_MODEL_READY)
         return true;
-    reply_error(exchange, 503, "model \"%s\" version %" PRId64 " is %s, not READY%s%s",
-                oxs_model_name(model), oxs_model_version(model), oxs_model_state_name(state),
-                reason[0] != '\0' ? ": " : "", reason);
+    /* Version 0 is the record of the model as a whole (no version folder, or not loaded). */
+    if (oxs_model_version(model) == 0)
+        reply_error(exchange, 503, "model \"%s\" is %s, not READY%s%s", oxs_model_name(model),
+                    oxs_model_state_name(state), reason[0] != '\0' ? ": " : "", reason);
+    else
+        reply_error(exchange, 503, "model \"%s\" version %" PRId64 " is %s, not READY%s%s",
+                    oxs_model_name(model), oxs_model_version(model), oxs_model_state_name(state),
+                    reason[0] != '\0' ? ": " : "", reason);
     return false;
 }
 
