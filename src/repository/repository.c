@@ -15,12 +15,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "repository/repository.h"
 
@@ -71,6 +73,25 @@ const char *oxs_control_mode_name(oxs_control_mode_t mode)
     return "unknown";
 }
 
+/* ---- folders ------------------------------------------------------------------------------- */
+
+/* Opens a folder for readdir, or returns NULL with errno set. It goes through open and fdopendir
+ * because ThreadSanitizer does not see the descriptor that opendir creates: closing it then looks
+ * like a race with whichever thread last used that number, a socket say. */
+static DIR *open_folder(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return dir;
+}
+
 /* ---- file signatures ------------------------------------------------------------------------ */
 
 static uint64_t hash_bytes(uint64_t hash, const void *data, size_t len)
@@ -92,7 +113,7 @@ static uint64_t hash_start(void)
  * levels of subfolders), independent of the order readdir returns them in. */
 static uint64_t folder_signature(const char *path, int depth)
 {
-    DIR *dir = opendir(path);
+    DIR *dir = open_folder(path);
     if (dir == NULL)
         return 0;
     uint64_t sum = 0;
@@ -185,7 +206,7 @@ static long list_names(oxs__control_t *control, bool verbose, name_found_t **out
     char path[PATH_BYTES];
 
     for (int r = 0; r < control->repository_count; r++) {
-        DIR *dir = opendir(control->paths[r]);
+        DIR *dir = open_folder(control->paths[r]);
         if (dir == NULL) {
             oxs_log_field_t fields[] = {{.key = "path", .str = control->paths[r]},
                                         {.key = "error", .str = strerror(errno)}};
@@ -255,7 +276,7 @@ static long list_versions(oxs__control_t *control, int r, const char *model, con
     char path[PATH_BYTES], file[PATH_BYTES + 16];
 
     *out = NULL;
-    DIR *folder = opendir(dir);
+    DIR *folder = open_folder(dir);
     if (folder == NULL)
         return 0;
     struct dirent *item;
@@ -984,7 +1005,7 @@ oxs_status_t oxs_server_add_repository(oxs_server_t *server, const char *path, c
     if (path == NULL || path[0] == '\0')
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "model repository: expected a folder path");
-    DIR *dir = opendir(path);
+    DIR *dir = open_folder(path);
     if (dir == NULL)
         return oxs__fail(OXS_ERR_NOT_FOUND, error, error_size,
                          "model repository \"%s\" cannot be read: %s", path, strerror(errno));
@@ -1018,7 +1039,7 @@ oxs_status_t oxs_server_load_repositories(oxs_server_t *server, char *error, siz
     oxs__control_t *control = server->control;
     sync_mode_t mode = {.stable_only = false, .verbose = true};
     for (int r = 0; r < control->repository_count; r++) {
-        DIR *dir = opendir(control->paths[r]);
+        DIR *dir = open_folder(control->paths[r]);
         if (dir == NULL)
             return oxs__fail(OXS_ERR_NOT_FOUND, error, error_size,
                              "model repository \"%s\" cannot be read: %s", control->paths[r],
