@@ -278,9 +278,9 @@ oxs_status_t oxs_repository_submit(oxs_server_t *server, oxs_repository_action_t
 oxs_status_t oxs_repository_control(oxs_server_t *server, oxs_repository_action_t action,
                                     const char *name, char *error, size_t error_size);
 
-/* Returns true when the server is ready. strict: every model version that should be loaded is
- * READY (versions never loaded in explicit mode, or unloaded, do not count). Not strict: none
- * is LOADING. Any thread. */
+/* Returns true when the server is ready. strict: every model that should be loaded has a READY
+ * version (models never loaded in explicit mode, or unloaded, do not count). Not strict: no
+ * such model is still loading its first version. Any thread. */
 bool oxs_server_ready(oxs_server_t *server, bool strict);
 
 /* Finds a model by name and version in any state. Version 0 finds the highest READY version,

@@ -597,13 +597,17 @@ bool oxs_server_ready(oxs_server_t *server, bool strict)
     pthread_mutex_lock(&registry->lock);
     for (size_t i = 0; i < registry->count && ready; i++) {
         oxs__entry_t *entry = registry->entries[i];
-        for (size_t v = 0; v < entry->count && ready; v++) {
+        bool wanted = false, serving = false, loading = false;
+        for (size_t v = 0; v < entry->count; v++) {
             const oxs_model_t *record = entry->records[v];
             int state = atomic_load(&record->state);
-            if (record->dormant)
-                continue;
-            ready = strict ? state == OXS_MODEL_READY : state != OXS_MODEL_LOADING;
+            wanted |= !record->dormant;
+            serving |= state == OXS_MODEL_READY;
+            loading |= !record->dormant && state == OXS_MODEL_LOADING;
         }
+        /* A version loading or failing beside a READY one leaves the model serving. */
+        if (wanted && !serving)
+            ready = strict ? false : !loading;
     }
     pthread_mutex_unlock(&registry->lock);
     return ready;

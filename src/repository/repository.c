@@ -730,10 +730,9 @@ static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_l
         char dir[PATH_BYTES];
         char failure[600];
         model_dir(control, entry, dir, sizeof(dir));
-        if (sync_model(control, entry, entry->repository, dir, mode, failure,
-                       sizeof(failure)) != OXS_OK && mode.verbose) {
-            /* Logged by sync_model; scans report only an unreadable repository. */
-        }
+        /* A model's failure is in its records and the log; a scan fails only when out of
+         * memory. */
+        sync_model(control, entry, entry->repository, dir, mode, failure, sizeof(failure));
     }
     oxs__free(&server->allocator, names);
 

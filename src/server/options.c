@@ -98,8 +98,8 @@ static const cli_option_t cli_table[] = {
              "given several times."},
     {.name = "strict-readiness", .key = "strict_readiness", .type = CLI_BOOL,
      .offset = FIELD(strict_readiness), .default_text = "true", .metavar = "BOOL",
-     .help = "true: GET /v2/health/ready fails while a model version that should be loaded is "
-             "not READY. false: ready once every model has loaded or failed."},
+     .help = "true: GET /v2/health/ready fails while a model that should be loaded has no "
+             "READY version. false: ready once every model has loaded or failed."},
     {.name = "model-config", .key = "model_config", .type = CLI_STRING,
      .offset = FIELD(model_config), .metavar = "FILE", .help_default = "",
      .help = "config.json for the one MODEL.onnx file (a repository keeps it in "

@@ -284,6 +284,31 @@ static void test_rescan_keeps_retained_model(void **state)
     remove_tree(root);
 }
 
+static void test_failed_new_version_keeps_old(void **state)
+{
+    (void)state;
+    char root[64], error[512] = "", reason[512] = "", broken[4200];
+    make_root(root, sizeof(root));
+    add_version(root, "scale", 1, "scale.onnx");
+    oxs_server_t *server = create_server(OXS_CONTROL_NONE, NULL);
+    add_repository(server, root);
+    assert_int_equal(oxs_server_load_repositories(server, error, sizeof(error)), OXS_OK);
+
+    snprintf(broken, sizeof(broken), "%s/scale/2", root);
+    make_folders(broken);
+    snprintf(broken, sizeof(broken), "%s/scale/2/model.onnx", root);
+    write_text(broken, "not an ONNX model\n");
+    rescan(server);
+    assert_int_equal(state_of(server, "scale", 2, reason, sizeof(reason)),
+                     OXS_MODEL_UNAVAILABLE);
+    assert_true(strlen(reason) > 0);
+    assert_versions(server, "scale", (const int64_t[]){1}, 1);
+    /* Version 1 still serves requests without a version, so the server stays ready. */
+    assert_true(oxs_server_ready(server, true));
+    oxs_server_destroy(server);
+    remove_tree(root);
+}
+
 static void test_unload_waits_for_last_request(void **state)
 {
     (void)state;
@@ -461,6 +486,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policies_select_versions),
         cmocka_unit_test(test_rescan_keeps_retained_model),
+        cmocka_unit_test(test_failed_new_version_keeps_old),
         cmocka_unit_test(test_unload_waits_for_last_request),
         cmocka_unit_test(test_load_unload_cycles_free_all),
         cmocka_unit_test(test_duplicate_name_loads_neither),
