@@ -1077,6 +1077,8 @@ class PollModeTest(RepositoryTestCase):
             self.assertIn(2, client.versions_seen, f"{client.name}: {client.versions_seen}")
             self.assertIn(3, client.versions_seen, f"{client.name}: {client.versions_seen}")
         self.assertEqual(set(clients[4].versions_seen), {2})
+        print(f"note: {sum(client.requests_done() for client in clients)} requests on "
+              f"{len(clients)} connections during the changes, none failed", file=sys.stderr)
         metadata = server.get("/v2/models/add").json()
         self.assertEqual(sorted(metadata["versions"], key=int), ["2", "3"])
         self.assertEqual(server.get("/v2/models/add/config").json()["max_batch_size"], 4)
@@ -1265,6 +1267,8 @@ class MemoryTest(RepositoryTestCase):
         self.check_add(server, "add", expected_version=1)
         self.assertEqual(self.ready_status(server), 200)
 
+        print(f"note: VmRSS {baseline} KiB after cycle {MEMORY_BASELINE_CYCLE}, {final} KiB "
+              f"after cycle {MEMORY_CYCLES}", file=sys.stderr)
         sanitizer = sanitizer_in(server)
         if sanitizer is not None:
             self.skipTest(f"the server runs under {sanitizer}, whose allocator keeps freed "
