@@ -244,7 +244,7 @@ oxs_status_t oxs_model_name_check(const char *name, size_t len, char *error, siz
 oxs_status_t oxs_server_add_repository(oxs_server_t *server, const char *path, char *error,
                                        size_t error_size);
 
-/* Scans the repositories and loads what the control mode asks at start: every model (the
+/* Scans the repositories and loads what the control mode loads at start: every model (the
  * versions their version_policy selects) in none and poll modes, none in explicit mode. Then
  * starts polling in poll mode. A model that fails to load is UNAVAILABLE with the reason.
  * Blocks while loading. Returns OXS_OK unless a repository cannot be read. */
@@ -274,14 +274,22 @@ oxs_status_t oxs_repository_submit(oxs_server_t *server, oxs_repository_action_t
                                    const char *name, oxs_repository_done_fn done, void *user,
                                    char *error, size_t error_size);
 
+/* Checks what oxs_repository_submit checks first, in this order: the mode (OXS_ERR_FORBIDDEN
+ * unless LOAD and UNLOAD run in explicit mode), then the name (OXS_ERR_INVALID_ARGUMENT).
+ * Any thread. */
+oxs_status_t oxs_repository_check(const oxs_server_t *server, oxs_repository_action_t action,
+                                  const char *name, char *error, size_t error_size);
+
 /* Runs a repository action and waits for it. Any thread except the library's own. */
 oxs_status_t oxs_repository_control(oxs_server_t *server, oxs_repository_action_t action,
                                     const char *name, char *error, size_t error_size);
 
 /* Returns true when the server is ready. strict: every model that should be loaded has a READY
  * version (models never loaded in explicit mode, or unloaded, do not count). Not strict: no
- * such model is still loading its first version. Any thread. */
-bool oxs_server_ready(oxs_server_t *server, bool strict);
+ * such model is still loading its first version. When not ready, why (may be NULL) names the
+ * first model that is not. Any thread. */
+bool oxs_server_ready(oxs_server_t *server, bool strict, char *why, size_t why_size);
+
 
 /* Finds a model by name and version in any state. Version 0 finds the highest READY version,
  * or the highest version when none is READY. */
@@ -293,7 +301,7 @@ oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_
 size_t oxs_server_ready_versions(oxs_server_t *server, const char *name, int64_t *versions,
                                  size_t max);
 
-/* Returns the number of model versions the server knows, and the i-th one (acquired) in name,
+/* Returns the number of model versions the server tracks, and the i-th one (acquired) in name,
  * then version order. A model with no version to report (never loaded in explicit mode, an
  * invalid config.json, no version folder) counts once, with version 0. */
 size_t oxs_server_model_count(oxs_server_t *server);

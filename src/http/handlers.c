@@ -133,6 +133,16 @@ static oxs_model_t *find_model(oxs__http_exchange_t *exchange, const char *name,
 
     set_log_model(exchange, name);
     status = oxs_server_get_model(exchange->ctx->server, name, version, &model);
+    if (status == OXS_ERR_NOT_FOUND && version > 0 &&
+        oxs_server_get_model(exchange->ctx->server, name, 0, &model) == OXS_OK) {
+        oxs_model_release(model);
+        reply_error(exchange, 404,
+                    "model \"%s\" version %" PRId64 " not found: its version_policy does not "
+                    "select it, or it has no folder; GET /v2/models/%s lists the versions "
+                    "served",
+                    name, version, name);
+        return NULL;
+    }
     if (status == OXS_ERR_NOT_FOUND) {
         if (version > 0)
             reply_error(exchange, 404, "model \"%s\" version %" PRId64 " not found", name, version);
@@ -339,6 +349,20 @@ static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool 
     }
 }
 
+static void handle_ready(oxs__http_exchange_t *exchange)
+{
+    char why[300] = "";
+    bool ready = !exchange->ctx->stopping &&
+                 oxs_server_ready(exchange->ctx->server, exchange->ctx->strict_readiness, why,
+                                  sizeof(why));
+
+    handle_health(exchange, "ready", ready);
+    if (!ready && why[0] != '\0') {
+        oxs_buf_reset(exchange->error);
+        oxs_buf_puts(exchange->error, why); /* the request's log line names the model */
+    }
+}
+
 static void handle_model_metadata(oxs__http_exchange_t *exchange, oxs_model_t *model)
 {
     int64_t versions[64];
@@ -388,7 +412,7 @@ static void handle_healthz(oxs__http_exchange_t *exchange)
     const char *runtime = oxs_runtime_version();
     int64_t uptime_s = (oxs__http_now_us() - exchange->ctx->start_us) / 1000000;
     /* A model may change state between this check and the list below, so the two can differ. */
-    bool ok = oxs_server_ready(server, true);
+    bool ok = oxs_server_ready(server, true, NULL, 0);
     size_t count = oxs_server_model_count(server);
     bool first = true;
 
@@ -528,7 +552,10 @@ static void handle_repository_control(oxs__http_exchange_t *exchange,
     char error[ERROR_BYTES] = "";
 
     set_log_model(exchange, name);
-    oxs_status_t status = oxs_model_name_check(name, strlen(name), error, sizeof(error));
+    /* The mode, then the name, before the body: where model control is off, every load or
+     * unload gets 403. */
+    oxs_status_t status = oxs_repository_check(exchange->ctx->server, action, name, error,
+                                               sizeof(error));
     if (status != OXS_OK) {
         reply_status(exchange, status, error);
         return;
@@ -581,9 +608,7 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
 
     switch (route->endpoint) {
     case OXS__EP_HEALTH_READY:
-        handle_health(exchange, "ready",
-                      !exchange->ctx->stopping &&
-                          oxs_server_ready(exchange->ctx->server, exchange->ctx->strict_readiness));
+        handle_ready(exchange);
         break;
     case OXS__EP_HEALTHZ:
         handle_healthz(exchange);

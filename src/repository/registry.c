@@ -225,21 +225,23 @@ oxs_status_t oxs_model_name_check(const char *name, size_t len, char *error, siz
              c == '_' || c == '-' || c == '.';
     }
     if (!ok) {
-        /* The name may hold any bytes: show printable ASCII only. */
-        char shown[131];
+        /* The name may hold any bytes: show printable ASCII only, and at most 64 of them. */
+        char shown[65];
         size_t n = 0;
-        for (size_t i = 0; i < len && n < 128; i++)
+        for (size_t i = 0; i < len && n < 64; i++)
             shown[n++] = name[i] >= 0x20 && name[i] < 0x7f && name[i] != '"' ? name[i] : '?';
-        if (len > 128)
-            shown[n++] = '.', shown[n++] = '.';
         shown[n] = '\0';
+        if (len > 64)
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "invalid model name of %zu bytes starting \"%s\": %s", len, shown,
+                             rule);
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "invalid model name \"%s\": %s", shown, rule);
     }
     if (len == 5 && memcmp(name, "stats", 5) == 0)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "invalid model name \"stats\": the word is taken by the statistics "
-                         "endpoint /v2/models/stats");
+                         "invalid model name \"stats\": the word is reserved for the model "
+                         "statistics endpoint");
     return OXS_OK;
 }
 
@@ -521,7 +523,8 @@ oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_
         if (version != 0) {
             found = oxs__entry_record(entry, version);
         } else {
-            /* The highest READY version, else the highest one, whose state says why. */
+            /* The highest READY version, else the highest one, whose state tells the caller why
+             * it cannot serve. */
             for (size_t i = entry->count; i-- > 0 && found == NULL;)
                 if (atomic_load(&entry->records[i]->state) == OXS_MODEL_READY)
                     found = entry->records[i];
@@ -590,7 +593,7 @@ oxs_status_t oxs_server_model_at(oxs_server_t *server, size_t index, oxs_model_t
     return result;
 }
 
-bool oxs_server_ready(oxs_server_t *server, bool strict)
+bool oxs_server_ready(oxs_server_t *server, bool strict, char *why, size_t why_size)
 {
     oxs__registry_t *registry = server->registry;
     bool ready = true;
@@ -608,6 +611,9 @@ bool oxs_server_ready(oxs_server_t *server, bool strict)
         /* A version loading or failing beside a READY one leaves the model serving. */
         if (wanted && !serving)
             ready = strict ? false : !loading;
+        if (!ready && why != NULL && why_size > 0)
+            snprintf(why, why_size, "model \"%s\" has no READY version%s", entry->name,
+                     loading ? " yet: it is loading" : "");
     }
     pthread_mutex_unlock(&registry->lock);
     return ready;

@@ -77,7 +77,7 @@ const char *oxs_control_mode_name(oxs_control_mode_t mode)
 
 /* Opens a folder for readdir, or returns NULL with errno set. It goes through open and fdopendir
  * because ThreadSanitizer does not see the descriptor that opendir creates: closing it then looks
- * like a race with whichever thread last used that number, a socket say. */
+ * like a race with whichever thread last used that number, such as an I/O thread's socket. */
 static DIR *open_folder(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -567,11 +567,13 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
         for (size_t i = 0; i < entry->count; i++)
             serving |= atomic_load(&entry->records[i]->state) == OXS_MODEL_READY;
         oxs__redact_paths(message);
-        if (serving) {
+        /* Logged once per change of the file, not at every poll. */
+        bool changed = !entry->scanned || config != entry->seen_config || mode.verbose;
+        if (serving && changed) {
             oxs_log_field_t fields[] = {{.key = "error", .str = message}};
             oxs__log(server, OXS_LOG_ERROR, entry->name,
                      "config.json is invalid; the loaded versions keep serving", fields, 1);
-        } else {
+        } else if (!serving) {
             set_model_stub(server, entry, OXS_MODEL_UNAVAILABLE, message, false);
             oxs__log(server, OXS_LOG_ERROR, entry->name, "model failed to load",
                      (oxs_log_field_t[]){{.key = "error", .str = message}}, 1);
@@ -619,6 +621,9 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
                                                 OXS_MODEL_UNAVAILABLE, reason, false);
             if (stub != NULL)
                 put_record(entry, stub);
+            oxs_log_field_t fields[] = {{.key = "version", .num = listed},
+                                        {.key = "error", .str = reason}};
+            oxs__log(server, OXS_LOG_ERROR, entry->name, "model version missing", fields, 2);
         }
     }
 
@@ -637,6 +642,14 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
                 named |= parsed.config.versions[k] == version;
         bool removed = at < 0 && !named;
         bool unselected = at >= 0 && !policy_selects(&parsed.config, versions, (size_t)at);
+        if (version != 0 && (removed || (unselected && selected_ready))) {
+            oxs_log_field_t fields[] = {
+                {.key = "version", .num = version},
+                {.key = "reason", .str = removed ? "its folder was removed"
+                                                 : "version_policy no longer selects it"},
+            };
+            oxs__log(server, OXS_LOG_INFO, entry->name, "model version removed", fields, 2);
+        }
         if (version == 0 || removed || (unselected && selected_ready))
             remove_record(server, entry, version);
     }
@@ -663,8 +676,9 @@ static void model_dir(const oxs__control_t *control, const oxs__entry_t *entry, 
 
 /* Lists the repositories and updates the entries: new names get an entry, names removed from
  * every repository lose theirs, and names in two repositories are reported. Then brings each
- * model that should load in line with its folder (all of them unless explicit; in explicit
- * mode only the models loaded on request, and only when apply_loaded). Repository lock held. */
+ * model that should load in line with its folder. Outside explicit mode that is every model.
+ * In explicit mode it is the models loaded on request, and only when apply_loaded is true.
+ * Repository lock held. */
 static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_loaded,
                          char *error, size_t error_size)
 {
@@ -696,8 +710,8 @@ static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_l
         if (found->second >= 0) {
             char reason[300];
             snprintf(reason, sizeof(reason),
-                     "the name is in two model repositories (--model-repository %d and %d); "
-                     "rename one of the folders",
+                     "the name is in two model repositories (the --model-repository folders "
+                     "number %d and %d); rename one of the folders",
                      found->repository + 1, found->second + 1);
             if (entry->repository != -2 || mode.verbose) {
                 int both[2] = {found->repository, found->second};
@@ -730,8 +744,8 @@ static oxs_status_t scan(oxs__control_t *control, sync_mode_t mode, bool apply_l
         char dir[PATH_BYTES];
         char failure[600];
         model_dir(control, entry, dir, sizeof(dir));
-        /* A model's failure is in its records and the log; a scan fails only when out of
-         * memory. */
+        /* sync_model records a model's failure in its records and logs it, so the scan goes
+         * on with the next model. */
         sync_model(control, entry, entry->repository, dir, mode, failure, sizeof(failure));
     }
     oxs__free(&server->allocator, names);
@@ -814,7 +828,7 @@ static oxs_status_t run_action(oxs__control_t *control, const action_t *action, 
         status = unload_model(control, action->name, error, error_size);
         break;
     default:
-        oxs__log(server, OXS_LOG_INFO, NULL, "rescanning the model repositories", NULL, 0);
+        oxs__log(server, OXS_LOG_DEBUG, NULL, "rescanning the model repositories", NULL, 0);
         status = scan(control, mode, true, error, error_size);
         break;
     }
@@ -997,6 +1011,23 @@ void oxs__control_retire(oxs_model_t *model)
 
 /* ---- public API ------------------------------------------------------------------------------ */
 
+oxs_status_t oxs_repository_check(const oxs_server_t *server, oxs_repository_action_t action,
+                                  const char *name, char *error, size_t error_size)
+{
+    if (action == OXS_REPOSITORY_RESCAN)
+        return OXS_OK;
+    if (action != OXS_REPOSITORY_LOAD && action != OXS_REPOSITORY_UNLOAD)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "invalid repository action %d", (int)action);
+    if (server->options.control_mode != OXS_CONTROL_EXPLICIT)
+        return oxs__fail(OXS_ERR_FORBIDDEN, error, error_size,
+                         "loading and unloading models needs --model-control-mode=explicit; "
+                         "this server runs in mode %s",
+                         oxs_control_mode_name(server->options.control_mode));
+    return oxs_model_name_check(name != NULL ? name : "", name != NULL ? strlen(name) : 0, error,
+                                error_size);
+}
+
 oxs_status_t oxs_server_add_repository(oxs_server_t *server, const char *path, char *error,
                                        size_t error_size)
 {
@@ -1073,21 +1104,9 @@ oxs_status_t oxs_repository_submit(oxs_server_t *server, oxs_repository_action_t
                                    char *error, size_t error_size)
 {
     oxs__control_t *control = server->control;
-    if (action == OXS_REPOSITORY_LOAD || action == OXS_REPOSITORY_UNLOAD) {
-        if (server->options.control_mode != OXS_CONTROL_EXPLICIT)
-            return oxs__fail(OXS_ERR_FORBIDDEN, error, error_size,
-                             "loading and unloading models needs --model-control-mode=explicit; "
-                             "this server runs in mode %s",
-                             oxs_control_mode_name(server->options.control_mode));
-        oxs_status_t status = oxs_model_name_check(name != NULL ? name : "",
-                                                   name != NULL ? strlen(name) : 0, error,
-                                                   error_size);
-        if (status != OXS_OK)
-            return status;
-    } else if (action != OXS_REPOSITORY_RESCAN) {
-        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "invalid repository action %d", (int)action);
-    }
+    oxs_status_t status = oxs_repository_check(server, action, name, error, error_size);
+    if (status != OXS_OK)
+        return status;
 
     action_t *item = oxs__calloc(&server->allocator, 1, sizeof(*item));
     if (item == NULL)

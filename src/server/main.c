@@ -113,9 +113,10 @@ static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logg
     options->poll_secs = cli->repository_poll_secs;
 }
 
-/* Loads one model in explicit mode, or every model for "*". A failure is logged (the model is
- * UNAVAILABLE with the reason) and the server starts anyway. */
-static void load_at_start(const oxs_logger_t *logger, oxs_server_t *server, const char *name)
+/* Loads one model in explicit mode, or every model for "*". A model that fails to load is
+ * logged (it is UNAVAILABLE with the reason) and the server starts anyway. Returns false when
+ * name is in no repository, which is most likely a typo. */
+static bool load_at_start(const oxs_logger_t *logger, oxs_server_t *server, const char *name)
 {
     char error[1024] = "";
     bool every = strcmp(name, "*") == 0;
@@ -147,8 +148,11 @@ static void load_at_start(const oxs_logger_t *logger, oxs_server_t *server, cons
             };
             oxs_log_write(logger, OXS_LOG_ERROR, NULL, chosen, "--load-model failed", fields,
                           sizeof(fields) / sizeof(fields[0]));
+            if (status == OXS_ERR_NOT_FOUND)
+                return false;
         }
     }
+    return true;
 }
 
 /* Loads the model file or the repository. The library logs each model's load or failure
@@ -204,8 +208,18 @@ static bool load_models(const oxs_logger_t *logger, const oxs_cli_options_t *cli
                       fields, sizeof(fields) / sizeof(fields[0]));
         return false;
     }
-    for (int i = 0; i < cli->load_models.count; i++)
-        load_at_start(logger, server, cli->load_models.items[i]);
+    for (int i = 0; i < cli->load_models.count; i++) {
+        const char *name = cli->load_models.items[i];
+        if (strcmp(name, "*") != 0 &&
+            oxs_model_name_check(name, strlen(name), error, sizeof(error)) != OXS_OK) {
+            oxs_log_field_t field = OXS_LOG_STR("error", error);
+            oxs_log_write(logger, OXS_LOG_ERROR, NULL, NULL, "--load-model: invalid name",
+                          &field, 1);
+            return false;
+        }
+        if (!load_at_start(logger, server, name))
+            return false;
+    }
     return true;
 }
 
@@ -261,8 +275,11 @@ static void log_rescan_done(void *user, oxs_status_t status, const char *message
         OXS_LOG_STR("status", oxs_status_name(status)),
         OXS_LOG_STR("error", message),
     };
-    oxs_log_write(user, status == OXS_OK ? OXS_LOG_INFO : OXS_LOG_WARN, NULL, NULL,
-                  "SIGHUP rescan done", fields, status == OXS_OK ? 1 : 2);
+    /* A model that fails to load is logged on its own; this line reports the rescan. */
+    if (status == OXS_OK)
+        oxs_log_write(user, OXS_LOG_INFO, NULL, NULL, "SIGHUP rescan done", NULL, 0);
+    else
+        oxs_log_write(user, OXS_LOG_WARN, NULL, NULL, "SIGHUP rescan failed", fields, 2);
 }
 
 /* Waits for SIGINT or SIGTERM, and rescans the repositories on each SIGHUP meanwhile. Returns
