@@ -304,7 +304,7 @@ static void test_failed_new_version_keeps_old(void **state)
     assert_true(strlen(reason) > 0);
     assert_versions(server, "scale", (const int64_t[]){1}, 1);
     /* Version 1 still serves requests without a version, so the server stays ready. */
-    assert_true(oxs_server_ready(server, true));
+    assert_true(oxs_server_ready(server, true, NULL, 0));
     oxs_server_destroy(server);
     remove_tree(root);
 }
@@ -320,7 +320,7 @@ static void test_unload_waits_for_last_request(void **state)
     assert_int_equal(oxs_server_load_repositories(server, error, sizeof(error)), OXS_OK);
     assert_int_equal(state_of(server, "scale", 0, reason, sizeof(reason)), OXS_MODEL_UNAVAILABLE);
     assert_string_equal(reason, "not loaded");
-    assert_true(oxs_server_ready(server, true));
+    assert_true(oxs_server_ready(server, true, NULL, 0));
 
     assert_int_equal(oxs_repository_control(server, OXS_REPOSITORY_LOAD, "scale", error,
                                             sizeof(error)),
@@ -343,7 +343,7 @@ static void test_unload_waits_for_last_request(void **state)
     }
     assert_int_equal(seen, OXS_MODEL_UNAVAILABLE);
     assert_string_equal(reason, "unloaded");
-    assert_true(oxs_server_ready(server, true));
+    assert_true(oxs_server_ready(server, true, NULL, 0));
 
     assert_int_equal(oxs_repository_control(server, OXS_REPOSITORY_LOAD, "scale", error,
                                             sizeof(error)),
@@ -405,8 +405,8 @@ static void test_duplicate_name_loads_neither(void **state)
     assert_non_null(strstr(reason, "two model repositories"));
     assert_int_equal(state_of(server, "scale", 1, NULL, 0), -1);
     assert_int_equal(state_of(server, "matrix", 1, NULL, 0), OXS_MODEL_READY);
-    assert_false(oxs_server_ready(server, true));
-    assert_true(oxs_server_ready(server, false));
+    assert_false(oxs_server_ready(server, true, NULL, 0));
+    assert_true(oxs_server_ready(server, false, NULL, 0));
     oxs_server_destroy(server);
     remove_tree(first);
     remove_tree(second);
