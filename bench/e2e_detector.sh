@@ -37,7 +37,7 @@ stop_server() {
 trap 'stop_server; rm -rf "$work"' EXIT
 
 log=$work/server.log
-taskset -c "$server_cpu" "$build/onnxserve" --host 127.0.0.1 --http-port 0 "$model" 2>"$log" &
+taskset -c "$server_cpu" "$build/onnxserve" --host 127.0.0.1 --http-port 0 --metrics-port 0 "$model" 2>"$log" &
 server_pid=$!
 port=
 for _ in $(seq 600); do

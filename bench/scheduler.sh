@@ -74,7 +74,7 @@ run_inprocess() {
 # Starts onnxserve on the model repository in $1 and sets port and server_pid.
 start_server() {
   local repository=$1 log=$2
-  taskset -c "$server_cpu" "$build/onnxserve" --host 127.0.0.1 --http-port 0 \
+  taskset -c "$server_cpu" "$build/onnxserve" --host 127.0.0.1 --http-port 0 --metrics-port 0 \
     --model-repository "$repository" 2>"$log" &
   server_pid=$!
   port=

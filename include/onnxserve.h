@@ -353,6 +353,49 @@ typedef struct oxs_model_metadata {
 const oxs_model_metadata_t *oxs_model_metadata(const oxs_model_t *model);
 
 /* ---------------------------------------------------------------------------------------------
+ * Metrics and statistics. docs/METRICS.md lists the metrics.
+ */
+
+/* A count and the total time of what it counts, in microseconds. */
+typedef struct oxs_duration_stat {
+    uint64_t count;
+    uint64_t total_us;
+} oxs_duration_stat_t;
+
+/* A model version's statistics since it loaded, as Triton's statistics extension reports them:
+ * successful and failed requests (submission to completion), time in the queue, and the three
+ * parts of a run. */
+typedef struct oxs_model_stats {
+    oxs_duration_stat_t success;
+    oxs_duration_stat_t fail;
+    oxs_duration_stat_t queue;
+    oxs_duration_stat_t compute_input;
+    oxs_duration_stat_t compute_infer;
+    oxs_duration_stat_t compute_output;
+    uint64_t inference_count;   /* rows run */
+    uint64_t execution_count;   /* runs of the model */
+    uint64_t last_inference_ms; /* Unix time of the last completion in milliseconds, or 0 */
+} oxs_model_stats_t;
+
+/* Fills out with model's statistics; all zero for a record that serves nothing. Any thread. */
+void oxs_model_stats(const oxs_model_t *model, oxs_model_stats_t *out);
+
+/* Counts a request for model that the caller failed before submitting it (a body that did not
+ * decode, say) under the outcome of status. Any thread. */
+void oxs_model_count_rejected(oxs_model_t *model, oxs_status_t status);
+
+/* Counts a request for a model the server does not have, as outcome "invalid" without model
+ * labels (label values only ever come from loaded models). Any thread. */
+void oxs_server_count_unknown_model(oxs_server_t *server);
+
+/* Receives text that the library writes, len bytes, not NUL-terminated. */
+typedef void (*oxs_text_fn)(void *user, const char *text, size_t len);
+
+/* Writes the metrics of every READY model version, and the pending requests, in the Prometheus
+ * text format (version 0.0.4). Any thread. */
+void oxs_server_write_metrics(oxs_server_t *server, oxs_text_fn write, void *user);
+
+/* ---------------------------------------------------------------------------------------------
  * Per-model configuration: an optional config.json beside the model's versions, over the
  * server's options, completed from the model itself (see docs/CONFIGURATION.md).
  */

@@ -715,7 +715,7 @@ static OrtStatus *read_string_tensor(oxs_request_t *request, const OrtValue *val
 static OrtStatus *run_values(oxs_model_t *model, const oxs__input_t *inputs, size_t input_count,
                              const int *output_indexes, size_t output_count,
                              OrtRunOptions *run_options, oxs__arena_t *arena, OrtValue **values,
-                             bool *out_of_memory)
+                             bool *out_of_memory, int64_t *infer_span)
 {
     OrtStatus *status = NULL;
     OrtValue **input_values = oxs__arena_alloc(arena, (input_count + 1) * sizeof(void *));
@@ -742,10 +742,12 @@ static OrtStatus *run_values(oxs_model_t *model, const oxs__input_t *inputs, siz
         values[i] = NULL;
     }
 
+    infer_span[0] = oxs__now_us();
     if (status == NULL)
         status = ort_api->Run(model->session->session, run_options, input_names,
                               (const OrtValue *const *)input_values, input_count, output_names,
                               output_count, values);
+    infer_span[1] = oxs__now_us();
     for (size_t i = 0; i < input_count; i++)
         if (input_values[i] != NULL)
             ort_api->ReleaseValue(input_values[i]);
@@ -813,7 +815,7 @@ void oxs__session_run(oxs_request_t *request, void *run_options)
 
     OrtStatus *status = run_values(model, request->inputs, request->input_count, indexes,
                                    output_count, run_options, &request->arena, values,
-                                   &out_of_memory);
+                                   &out_of_memory, response->infer_span_us);
     if (out_of_memory) {
         fail_response(request, OXS_ERR_OUT_OF_MEMORY, "model \"%s\": out of memory", model->name);
         return;
@@ -1023,7 +1025,10 @@ void oxs__session_run_batch(oxs_request_t **requests, size_t count, void *run_op
     OrtStatus *status = NULL;
     if (!out_of_memory)
         status = run_values(model, merged, merged_count, indexes, output_count, run_options,
-                            &first->arena, values, &out_of_memory);
+                            &first->arena, values, &out_of_memory, first->response.infer_span_us);
+    for (size_t r = 1; r < count; r++)
+        memcpy(requests[r]->response.infer_span_us, first->response.infer_span_us,
+               sizeof(first->response.infer_span_us));
     for (size_t i = 0; i < merged_count; i++)
         oxs__pool_put(pool, merged[i].data);
     if (out_of_memory) {

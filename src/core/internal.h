@@ -70,6 +70,38 @@ void oxs__pool_destroy(oxs__pool_t *pool);
 void *oxs__pool_get(oxs__pool_t *pool, size_t size); /* NULL when out of memory */
 void oxs__pool_put(oxs__pool_t *pool, void *buffer);
 
+/* ---- metrics (core/metrics.c) ---------------------------------------------------------------- */
+
+/* How a request ended, as the metrics count it. */
+typedef enum oxs__outcome {
+    OXS__OUTCOME_SUCCESS,
+    OXS__OUTCOME_REJECTED, /* queue full or shutting down: never queued */
+    OXS__OUTCOME_TIMEOUT,
+    OXS__OUTCOME_CANCELED,
+    OXS__OUTCOME_INVALID,  /* the request did not match the model */
+    OXS__OUTCOME_BACKEND,  /* ONNX Runtime or the server failed it */
+    OXS__OUTCOME_COUNT,
+} oxs__outcome_t;
+
+/* A model's counters and histograms, one shard per thread, each written by that thread only. */
+typedef struct oxs__metrics oxs__metrics_t;
+
+oxs__metrics_t *oxs__metrics_create(const oxs_allocator_t *allocator);
+void oxs__metrics_destroy(const oxs_allocator_t *allocator, oxs__metrics_t *metrics);
+
+oxs__outcome_t oxs__outcome_of(oxs_status_t status);
+
+/* Counts a request that ended with outcome before it was queued. */
+void oxs__metrics_rejected(oxs__metrics_t *metrics, oxs__outcome_t outcome);
+
+/* Counts a finished request and its durations: total_us from enqueue to completion, the rest
+ * from its response. Instance thread. */
+void oxs__metrics_finished(oxs__metrics_t *metrics, const oxs_response_t *response,
+                           int64_t total_us, int64_t started_us, int64_t ended_us);
+
+/* Counts one run of the model over rows rows. Instance thread. */
+void oxs__metrics_execution(oxs__metrics_t *metrics, int64_t rows);
+
 /* ---- ONNX Runtime backend (backend/ort.c) ------------------------------------------------- */
 
 typedef struct oxs__session oxs__session_t;
@@ -152,6 +184,7 @@ struct oxs_model {
     const char **input_names;  /* for Run, point into inputs[i].info.name */
     const char **output_names;
 
+    oxs__metrics_t *metrics;   /* NULL for a record that serves nothing */
     oxs__config_t config;      /* in effect once READY */
     oxs__scheduler_t *scheduler; /* queue and instance threads, once loaded */
 
@@ -213,6 +246,7 @@ struct oxs_response {
     oxs__output_t *outputs; /* arena */
     int64_t queue_us;
     int64_t compute_us;
+    int64_t infer_span_us[2]; /* monotonic start and end of ONNX Runtime's Run; 0 when not run */
     int batch_size; /* rows of the batch it ran in */
 };
 
@@ -285,6 +319,7 @@ struct oxs_server {
     oxs__pool_t *pool;
     oxs__registry_t *registry;
     oxs__control_t *control;
+    oxs__metrics_t *metrics; /* requests that reached no model */
 
     pthread_mutex_t lock;         /* counters, request free list */
     pthread_cond_t idle;          /* drain waits for pending == 0 */

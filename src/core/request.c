@@ -403,8 +403,8 @@ oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, si
     return OXS_OK;
 }
 
-oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback, void *user,
-                                char *error, size_t error_size)
+static oxs_status_t submit(oxs_request_t *request, oxs_complete_fn callback, void *user,
+                           char *error, size_t error_size)
 {
     const oxs_model_t *model = request->model;
 
@@ -471,6 +471,7 @@ oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback
     response->output_count = at;
     response->status = OXS_ERR_INTERNAL;
     response->error[0] = '\0';
+    response->infer_span_us[0] = response->infer_span_us[1] = 0;
 
     request->callback = callback;
     request->callback_user = user;
@@ -480,6 +481,16 @@ oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback
         return oxs__fail(result, error, error_size, "%s", oxs_status_message(result));
     }
     return OXS_OK;
+}
+
+oxs_status_t oxs_request_submit(oxs_request_t *request, oxs_complete_fn callback, void *user,
+                                char *error, size_t error_size)
+{
+    oxs_status_t status = submit(request, callback, user, error, error_size);
+    /* From here the library counts every request; the caller counts what it failed before. */
+    if (status != OXS_OK && request != NULL)
+        oxs_model_count_rejected(request->model, status);
+    return status;
 }
 
 /* ---- responses ---------------------------------------------------------------------------- */

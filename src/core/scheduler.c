@@ -244,10 +244,14 @@ static bool next_batch(oxs__scheduler_t *s, batch_t *batch)
     return true;
 }
 
-/* Hands a finished request to its callback and counts it done. */
-static void finish(oxs_request_t *request)
+/* Counts a finished request in its model's metrics, hands it to its callback and counts it
+ * done. started_us and ended_us bound its run (0 when it did not run). */
+static void finish(oxs_request_t *request, int64_t started_us, int64_t ended_us)
 {
     oxs_server_t *server = request->server;
+    if (request->model->metrics != NULL)
+        oxs__metrics_finished(request->model->metrics, &request->response,
+                              oxs__now_us() - request->enqueued_us, started_us, ended_us);
     request->callback(request->callback_user, &request->response);
     oxs__server_request_done(server);
 }
@@ -269,7 +273,7 @@ static void answer_dead(oxs_request_t *request, int64_t now)
                  request->model->name, (long long)(request->deadline_us - request->enqueued_us),
                  (long long)response->queue_us);
     }
-    finish(request);
+    finish(request, 0, 0);
 }
 
 static void run_batch(instance_t *instance, batch_t *batch)
@@ -296,6 +300,8 @@ static void run_batch(instance_t *instance, batch_t *batch)
     }
 
     int64_t ended = oxs__now_us();
+    if (s->model->metrics != NULL)
+        oxs__metrics_execution(s->model->metrics, batch->rows);
     for (size_t i = 0; i < batch->run_count; i++) {
         oxs_request_t *request = batch->run[i];
         request->response.compute_us = ended - started;
@@ -310,7 +316,7 @@ static void run_batch(instance_t *instance, batch_t *batch)
     }
     for (size_t i = 0; i < batch->run_count; i++) {
         batch->run[i]->running = false;
-        finish(batch->run[i]);
+        finish(batch->run[i], started, ended);
     }
 }
 

@@ -101,7 +101,8 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
     /* Pooled buffers are capped at a few requests' worth of the largest tensor. */
     server->pool = oxs__pool_create(&server->allocator, (size_t)512 << 20);
     server->registry = oxs__registry_create(server);
-    if (server->pool == NULL || server->registry == NULL)
+    server->metrics = oxs__metrics_create(&server->allocator);
+    if (server->pool == NULL || server->registry == NULL || server->metrics == NULL)
         goto out_of_memory;
 
     if ((result = oxs__ort_acquire(options->intra_op_threads, error, error_size)) != OXS_OK)
@@ -188,6 +189,7 @@ void oxs_server_destroy(oxs_server_t *server)
 
     oxs__registry_destroy(server->registry);
     oxs__control_destroy(server);
+    oxs__metrics_destroy(&server->allocator, server->metrics);
     oxs__pool_destroy(server->pool);
     if (server->ort_acquired)
         oxs__ort_release();

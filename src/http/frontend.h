@@ -25,6 +25,8 @@ typedef struct oxs_http_config {
     int idle_timeout_secs;       /* keep-alive and slow-request timeout */
     const char *default_model;   /* model for POST /predict, or NULL for the only model */
     bool strict_readiness;       /* /v2/health/ready needs every model that should load READY */
+    int metrics_port;            /* GET /metrics only; 0 picks a free port, -1: none */
+    bool metrics_on_http_port;   /* also serve GET /metrics on port */
 } oxs_http_config_t;
 
 typedef struct oxs_http_frontend oxs_http_frontend_t;
@@ -41,8 +43,12 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
 oxs_status_t oxs_http_check_listen(const oxs_http_config_t *config, char *error,
                                    size_t error_size);
 
-/* Returns the bound TCP port. */
+/* Returns the bound TCP port, and the metrics port (-1 without one). */
 int oxs_http_port(const oxs_http_frontend_t *frontend);
+int oxs_http_metrics_port(const oxs_http_frontend_t *frontend);
+
+/* Returns the number of open connections on every port. Any thread. */
+int oxs_http_open_connections(const oxs_http_frontend_t *frontend);
 
 /* Stops accepting connections and new requests: listeners close, idle connections close,
  * a connection whose request body was fully received gets its response, then closes.

@@ -8,10 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <jansson.h>
 
 #include "codec/json.h"
 #include "codec/raw.h"
+#include "http/frontend.h"
 
 #define ERROR_BYTES 1024
 
@@ -133,6 +138,8 @@ static oxs_model_t *find_model(oxs__http_exchange_t *exchange, const char *name,
 
     set_log_model(exchange, name);
     status = oxs_server_get_model(exchange->ctx->server, name, version, &model);
+    if (status == OXS_ERR_NOT_FOUND)
+        oxs_server_count_unknown_model(exchange->ctx->server);
     if (status == OXS_ERR_NOT_FOUND && version > 0 &&
         oxs_server_get_model(exchange->ctx->server, name, 0, &model) == OXS_OK) {
         oxs_model_release(model);
@@ -190,12 +197,15 @@ static void submit_inference(oxs__http_exchange_t *exchange, oxs_model_t *model,
     char error[ERROR_BYTES] = "";
     oxs_status_t status;
 
-    if (!require_ready(exchange, model))
+    if (!require_ready(exchange, model)) {
+        oxs_model_count_rejected(model, OXS_ERR_UNAVAILABLE);
         return;
+    }
     if (encoding == OXS__ENCODE_PREDICT && exchange->json_len >= 0) {
         reply_error(exchange, 400,
                     "Inference-Header-Content-Length: the binary data extension is served on "
                     "/v2/models/{name}/infer, not on /predict");
+        oxs_model_count_rejected(model, OXS_ERR_INVALID_ARGUMENT);
         return;
     }
 
@@ -242,12 +252,15 @@ static void submit_inference(oxs__http_exchange_t *exchange, oxs_model_t *model,
                                       sizeof(error));
     if (status != OXS_OK) {
         reply_status(exchange, status, error);
-        goto cleanup;
+        oxs_request_destroy(request); /* the library counted this failure */
+        return;
     }
     request = NULL; /* owned by the library until the completion */
     exchange->status = 0;
 
 cleanup:
+    if (status != OXS_OK)
+        oxs_model_count_rejected(model, status);
     if (request != NULL)
         oxs_request_destroy(request);
 }
@@ -437,6 +450,76 @@ static void handle_healthz(oxs__http_exchange_t *exchange)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Metrics */
+
+static void append_text(void *user, const char *text, size_t len)
+{
+    oxs_buf_append(user, text, len);
+}
+
+/* Reads the Threads line of /proc/self/status, or returns -1. */
+static long thread_count(void)
+{
+    char line[256];
+    long threads = -1;
+    FILE *status = fopen("/proc/self/status", "r");
+    if (status == NULL)
+        return -1;
+    while (threads < 0 && fgets(line, sizeof(line), status) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0)
+            threads = strtol(line + 8, NULL, 10);
+    fclose(status);
+    return threads;
+}
+
+/* Reads the resident set size from /proc/self/statm, in bytes, or returns -1. */
+static long long resident_bytes(void)
+{
+    long long pages = -1, resident = -1;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (statm == NULL)
+        return -1;
+    if (fscanf(statm, "%lld %lld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(statm);
+    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
+static void handle_metrics(oxs__http_exchange_t *exchange)
+{
+    oxs_buf_t *out = exchange->out;
+    struct rusage usage;
+
+    oxs_server_write_metrics(exchange->ctx->server, append_text, out);
+    if (getrusage(RUSAGE_SELF, &usage) == 0) {
+        double seconds = (double)usage.ru_utime.tv_sec + (double)usage.ru_stime.tv_sec +
+                         ((double)usage.ru_utime.tv_usec + (double)usage.ru_stime.tv_usec) / 1e6;
+        oxs_buf_printf(out, "# HELP process_cpu_seconds_total User and system CPU time of the "
+                            "process, in seconds.\n# TYPE process_cpu_seconds_total counter\n"
+                            "process_cpu_seconds_total %.6f\n",
+                       seconds);
+    }
+    long long resident = resident_bytes();
+    if (resident >= 0)
+        oxs_buf_printf(out, "# HELP process_resident_memory_bytes Resident memory of the "
+                            "process, in bytes.\n# TYPE process_resident_memory_bytes gauge\n"
+                            "process_resident_memory_bytes %lld\n",
+                       resident);
+    long threads = thread_count();
+    if (threads >= 0)
+        oxs_buf_printf(out, "# HELP onnxserve_threads Threads of the process, ONNX Runtime's "
+                            "included.\n# TYPE onnxserve_threads gauge\nonnxserve_threads %ld\n",
+                       threads);
+    if (exchange->ctx->frontend != NULL)
+        oxs_buf_printf(out, "# HELP onnxserve_open_connections Open HTTP connections, on every "
+                            "port.\n# TYPE onnxserve_open_connections gauge\n"
+                            "onnxserve_open_connections %d\n",
+                       oxs_http_open_connections(exchange->ctx->frontend));
+    exchange->status = 200;
+    exchange->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Model repository extension */
 
 /* Parses a repository request body: empty, or a JSON object whose keys are in allowed (and
@@ -589,6 +672,17 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
 
     exchange->status = 500;
     exchange->retry_after = false;
+    if (exchange->metrics_port && route->endpoint != OXS__EP_METRICS) {
+        reply_error(exchange, 404, "the metrics port serves GET /metrics only");
+        return;
+    }
+    if (!exchange->metrics_port && route->endpoint == OXS__EP_METRICS &&
+        !exchange->ctx->metrics_on_http_port) {
+        reply_error(exchange, 404,
+                    "GET /metrics is served on the metrics port (--metrics-port); start with "
+                    "--metrics-on-http-port to serve it here too");
+        return;
+    }
 
     switch (route->endpoint) {
     case OXS__EP_SERVER_METADATA:
@@ -644,6 +738,9 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         model = find_predict_model(exchange);
         if (model != NULL)
             submit_inference(exchange, model, OXS__ENCODE_PREDICT);
+        break;
+    case OXS__EP_METRICS:
+        handle_metrics(exchange);
         break;
     case OXS__EP_REPOSITORY_INDEX:
         handle_repository_index(exchange);

@@ -30,6 +30,8 @@ typedef struct oxs__http_exchange {
     oxs_buf_t *out;     /* response body, written by the handler */
     oxs_buf_t *error;   /* error message for the log when status >= 400 */
     oxs_buf_t *model;   /* model name for the request log, written by the handler */
+    const char *content_type; /* NULL: application/json */
+    bool metrics_port;  /* the request came through the metrics port */
 } oxs__http_exchange_t;
 
 /* Handles a routed request: sets exchange->status and writes exchange->out, or submits. */

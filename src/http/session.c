@@ -57,6 +57,8 @@ struct oxs__http_session {
     bool driving;           /* session_drive is on the stack */
     bool released;          /* the transport is gone */
     bool close_after;       /* close once the current response is written */
+    bool metrics_only;      /* accepted on the metrics port */
+    const char *content_type; /* of the response being sent; NULL: JSON */
     bool in_message;        /* a request has begun and is not complete */
     bool headers_done;      /* the current request's headers are complete */
     bool request_ready;     /* a complete request waits for dispatch */
@@ -529,11 +531,13 @@ static void send_response(oxs__http_session_t *session)
         generate_request_id(session->ctx, session->request_id, sizeof(session->request_id));
 
     oxs_buf_reset(head);
+    const char *type = session->content_type != NULL ? session->content_type
+                       : session->json_len > 0       ? "application/octet-stream"
+                                                     : "application/json";
     oxs_buf_printf(head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                          "Content-Length: %zu\r\nX-Request-ID: %s\r\n",
-                   session->status, oxs__http_reason(session->status),
-                   session->json_len > 0 ? "application/octet-stream" : "application/json",
-                   session->out.len, session->request_id);
+                   session->status, oxs__http_reason(session->status), type, session->out.len,
+                   session->request_id);
     if (session->json_len > 0)
         oxs_buf_printf(head, "Inference-Header-Content-Length: %zu\r\n", session->json_len);
     if (session->retry_after)
@@ -651,6 +655,7 @@ static void dispatch(oxs__http_session_t *session)
     int status;
 
     session->request_ready = false;
+    session->content_type = NULL;
     session->state = STATE_PROCESSING;
     count_in_flight(session, true);
     /* Reading goes on while the request is processed, so that a client that closes its
@@ -706,9 +711,11 @@ static void dispatch(oxs__http_session_t *session)
         .out = &session->out,
         .error = &session->error,
         .model = &session->model,
+        .metrics_port = session->metrics_only,
     };
     oxs_buf_reset(&session->out);
     oxs__http_handle(&exchange);
+    session->content_type = exchange.content_type;
     oxs_buf_cstr(&session->model);
     if (exchange.status == 0)
         return; /* submitted: the completion sends the response */
@@ -1002,6 +1009,11 @@ void oxs__http_session_release(oxs__http_session_t *session)
     if (session->request != NULL)
         oxs_request_cancel(session->request);
     pthread_mutex_unlock(&session->ctx->done_lock);
+}
+
+void oxs__http_session_serve_metrics_only(oxs__http_session_t *session)
+{
+    session->metrics_only = true;
 }
 
 /* ------------------------------------------------------------------------------------------ */

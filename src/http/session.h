@@ -37,6 +37,8 @@ typedef struct oxs__http_context {
     int64_t start_us;           /* monotonic clock at start, for the uptime */
     bool stopping;              /* no new requests: every response closes its connection */
     bool strict_readiness;      /* see oxs_server_ready; true after init */
+    bool metrics_on_http_port;  /* GET /metrics is served on the API port too */
+    const struct oxs_http_frontend *frontend; /* for its connection count; NULL in tests */
     uint64_t id_seed;           /* request id generator: random seed and counter */
     uint64_t id_counter;
 
@@ -93,6 +95,9 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
 
 /* Processes received bytes. The bytes are copied where needed; data may be reused afterwards. */
 void oxs__http_session_feed(oxs__http_session_t *session, const char *data, size_t len);
+
+/* Limits the session to GET /metrics: it came through the metrics port. */
+void oxs__http_session_serve_metrics_only(oxs__http_session_t *session);
 
 /* Reports that the peer closed its sending side. */
 void oxs__http_session_eof(oxs__http_session_t *session);

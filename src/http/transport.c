@@ -58,22 +58,33 @@ typedef struct connection {
     bool interim_pending;
 } connection_t;
 
+/* The API port's listener, then the metrics port's when there is one. */
+#define API_LISTENER 0
+#define METRICS_LISTENER 1
+
+typedef struct listener {
+    uv_tcp_t tcp;
+    io_loop_t *loop;
+    int fd; /* listening socket until libuv owns it, else -1 */
+    bool ready;
+    bool closed;
+} listener_t;
+
 struct io_loop {
     oxs_http_frontend_t *frontend;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    listener_t listeners[2];
+    int listener_count;
     uv_async_t wakeup;
     uv_thread_t thread;
     oxs__http_context_t ctx;
-    int fd; /* listening socket until libuv owns it, else -1 */
     bool loop_ready;
     bool ctx_ready;
     bool wakeup_ready;
-    bool listener_ready;
-    bool listener_closed;
     bool thread_started;
     bool stopping;
     atomic_int commands;
+    atomic_int open_connections; /* written by this loop's thread only */
     connection_t *connections;
     char read_buffer[READ_BUFFER_BYTES];
 };
@@ -85,6 +96,7 @@ struct oxs_http_frontend {
     char *host;
     char *default_model;
     int port;
+    int metrics_port; /* -1: no metrics listener */
     atomic_int in_flight;
     int loop_count;
     io_loop_t **loops;
@@ -99,6 +111,10 @@ static void connection_on_handle_closed(uv_handle_t *handle)
 
     if (--conn->open_handles > 0)
         return;
+    io_loop_t *loop = conn->loop;
+    atomic_store_explicit(&loop->open_connections,
+                          atomic_load_explicit(&loop->open_connections, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     if (conn->session != NULL)
         oxs__http_session_release(conn->session);
     free(conn);
@@ -309,9 +325,10 @@ static const oxs__http_session_io_t session_io = {
     .close = io_close,
 };
 
-static void listener_on_connection(uv_stream_t *listener, int status)
+static void listener_on_connection(uv_stream_t *stream, int status)
 {
-    io_loop_t *loop = listener->data;
+    listener_t *listener = stream->data;
+    io_loop_t *loop = listener->loop;
     const oxs_logger_t *logger = loop->frontend->logger;
     connection_t *conn;
 
@@ -340,8 +357,11 @@ static void listener_on_connection(uv_stream_t *listener, int status)
     if (loop->connections != NULL)
         loop->connections->prev = conn;
     loop->connections = conn;
+    atomic_store_explicit(&loop->open_connections,
+                          atomic_load_explicit(&loop->open_connections, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 
-    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) < 0 || loop->stopping) {
+    if (uv_accept(stream, (uv_stream_t *)&conn->tcp) < 0 || loop->stopping) {
         connection_close(conn);
         return;
     }
@@ -350,6 +370,8 @@ static void listener_on_connection(uv_stream_t *listener, int status)
         connection_close(conn);
         return;
     }
+    if (listener == &loop->listeners[METRICS_LISTENER])
+        oxs__http_session_serve_metrics_only(conn->session);
     uv_tcp_nodelay(&conn->tcp, 1);
     connection_restart_timer(conn);
     if (uv_read_start((uv_stream_t *)&conn->tcp, connection_on_alloc, connection_on_read) < 0)
@@ -361,9 +383,12 @@ static void listener_on_connection(uv_stream_t *listener, int status)
 
 static void loop_close_listener(io_loop_t *loop)
 {
-    if (loop->listener_ready && !loop->listener_closed) {
-        loop->listener_closed = true;
-        uv_close((uv_handle_t *)&loop->listener, NULL);
+    for (int i = 0; i < loop->listener_count; i++) {
+        listener_t *listener = &loop->listeners[i];
+        if (listener->ready && !listener->closed) {
+            listener->closed = true;
+            uv_close((uv_handle_t *)&listener->tcp, NULL);
+        }
     }
 }
 
@@ -430,8 +455,7 @@ static void loop_free(io_loop_t *loop)
 {
     if (loop->loop_ready) {
         loop_exit(loop);
-        if (loop->listener_ready && !loop->listener_closed)
-            loop_close_listener(loop);
+        loop_close_listener(loop);
         uv_run(&loop->loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop->loop);
     }
@@ -440,8 +464,9 @@ static void loop_free(io_loop_t *loop)
         oxs__http_context_run_completions(&loop->ctx);
         oxs__http_context_destroy(&loop->ctx);
     }
-    if (loop->fd >= 0)
-        close(loop->fd);
+    for (int i = 0; i < loop->listener_count; i++)
+        if (loop->listeners[i].fd >= 0)
+            close(loop->listeners[i].fd);
     free(loop);
 }
 
@@ -549,43 +574,59 @@ static oxs_status_t probe_address(const char *host, int port, struct addrinfo **
 oxs_status_t oxs_http_check_listen(const oxs_http_config_t *config, char *error,
                                    size_t error_size)
 {
+    const char *host = config->host ? config->host : "127.0.0.1";
     struct addrinfo *address = NULL;
-    oxs_status_t status = probe_address(config->host ? config->host : "127.0.0.1", config->port,
-                                        &address, error, error_size);
+    oxs_status_t status = probe_address(host, config->port, &address, error, error_size);
+    if (address != NULL)
+        freeaddrinfo(address);
+    address = NULL;
+    if (status == OXS_OK && config->metrics_port >= 0)
+        status = probe_address(host, config->metrics_port, &address, error, error_size);
     if (address != NULL)
         freeaddrinfo(address);
     return status;
 }
 
-/* Opens one listening socket per loop on the same port. */
-static oxs_status_t open_listeners(oxs_http_frontend_t *frontend, char *error, size_t error_size)
+/* Opens one listening socket per loop on port, as listener which of each loop, and returns the
+ * port bound (port 0 picks one). */
+static oxs_status_t open_port(oxs_http_frontend_t *frontend, int port, int which, int *bound,
+                              char *error, size_t error_size)
 {
     const char *host = frontend->host;
     struct addrinfo *address = NULL;
     int error_number = 0;
-    oxs_status_t status = probe_address(host, frontend->config.port, &address, error,
-                                        error_size);
+    oxs_status_t status = probe_address(host, port, &address, error, error_size);
 
     if (status != OXS_OK)
         return status;
     status = OXS_ERR_UNAVAILABLE;
     for (int i = 0; i < frontend->loop_count; i++) {
-        io_loop_t *loop = frontend->loops[i];
+        listener_t *listener = &frontend->loops[i]->listeners[which];
 
-        loop->fd = open_listener(address, true, true, &error_number);
-        if (loop->fd < 0)
+        listener->fd = open_listener(address, true, true, &error_number);
+        if (listener->fd < 0)
             goto bind_failed;
         if (i == 0)
-            frontend->port = socket_port(loop->fd);
+            *bound = socket_port(listener->fd);
     }
     status = OXS_OK;
     goto cleanup;
 
 bind_failed:
-    format_bind_error(error, error_size, host, frontend->config.port, error_number);
+    format_bind_error(error, error_size, host, port, error_number);
 cleanup:
     if (address != NULL)
         freeaddrinfo(address);
+    return status;
+}
+
+static oxs_status_t open_listeners(oxs_http_frontend_t *frontend, char *error, size_t error_size)
+{
+    oxs_status_t status = open_port(frontend, frontend->config.port, API_LISTENER,
+                                    &frontend->port, error, error_size);
+    if (status == OXS_OK && frontend->config.metrics_port >= 0)
+        status = open_port(frontend, frontend->config.metrics_port, METRICS_LISTENER,
+                           &frontend->metrics_port, error, error_size);
     return status;
 }
 
@@ -604,6 +645,8 @@ static oxs_status_t loop_init(oxs_http_frontend_t *frontend, io_loop_t *loop, ch
         goto failed;
     loop->ctx_ready = true;
     loop->ctx.strict_readiness = frontend->config.strict_readiness;
+    loop->ctx.frontend = frontend;
+    loop->ctx.metrics_on_http_port = frontend->config.metrics_on_http_port;
     loop->ctx.notify = loop_notify;
     loop->ctx.notify_user = loop;
 
@@ -612,20 +655,24 @@ static oxs_status_t loop_init(oxs_http_frontend_t *frontend, io_loop_t *loop, ch
         goto failed;
     loop->wakeup_ready = true;
 
-    loop->listener.data = loop;
-    if (uv_tcp_init(&loop->loop, &loop->listener) != 0)
-        goto failed;
-    loop->listener_ready = true;
-    rc = uv_tcp_open(&loop->listener, loop->fd);
-    if (rc != 0) {
-        snprintf(error, error_size, "failed to use the listening socket: %s", uv_strerror(rc));
-        return OXS_ERR_INTERNAL;
-    }
-    loop->fd = -1; /* libuv closes it with the handle */
-    rc = uv_listen((uv_stream_t *)&loop->listener, LISTEN_BACKLOG, listener_on_connection);
-    if (rc != 0) {
-        snprintf(error, error_size, "failed to listen: %s", uv_strerror(rc));
-        return OXS_ERR_INTERNAL;
+    for (int i = 0; i < loop->listener_count; i++) {
+        listener_t *listener = &loop->listeners[i];
+        listener->tcp.data = listener;
+        if (uv_tcp_init(&loop->loop, &listener->tcp) != 0)
+            goto failed;
+        listener->ready = true;
+        rc = uv_tcp_open(&listener->tcp, listener->fd);
+        if (rc != 0) {
+            snprintf(error, error_size, "failed to use the listening socket: %s",
+                     uv_strerror(rc));
+            return OXS_ERR_INTERNAL;
+        }
+        listener->fd = -1; /* libuv closes it with the handle */
+        rc = uv_listen((uv_stream_t *)&listener->tcp, LISTEN_BACKLOG, listener_on_connection);
+        if (rc != 0) {
+            snprintf(error, error_size, "failed to listen: %s", uv_strerror(rc));
+            return OXS_ERR_INTERNAL;
+        }
     }
     return OXS_OK;
 
@@ -699,6 +746,7 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
     frontend->server = server;
     frontend->logger = logger;
     frontend->config = *config;
+    frontend->metrics_port = -1;
     atomic_init(&frontend->in_flight, 0);
     frontend->host = copy_string(config->host != NULL ? config->host : "127.0.0.1");
     frontend->default_model = copy_string(config->default_model);
@@ -714,7 +762,11 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
         if (loop == NULL)
             goto failed_no_message;
         loop->frontend = frontend;
-        loop->fd = -1;
+        loop->listener_count = config->metrics_port >= 0 ? 2 : 1;
+        for (int k = 0; k < 2; k++) {
+            loop->listeners[k].loop = loop;
+            loop->listeners[k].fd = -1;
+        }
         atomic_init(&loop->commands, 0);
         frontend->loops[i] = loop;
     }
@@ -764,6 +816,20 @@ failed:
 int oxs_http_port(const oxs_http_frontend_t *frontend)
 {
     return frontend->port;
+}
+
+int oxs_http_metrics_port(const oxs_http_frontend_t *frontend)
+{
+    return frontend->metrics_port;
+}
+
+int oxs_http_open_connections(const oxs_http_frontend_t *frontend)
+{
+    int total = 0;
+    for (int i = 0; i < frontend->loop_count; i++)
+        total += atomic_load_explicit(&frontend->loops[i]->open_connections,
+                                      memory_order_relaxed);
+    return total;
 }
 
 void oxs_http_stop_accepting(oxs_http_frontend_t *frontend)

@@ -283,11 +283,17 @@ static void log_load(const oxs_model_t *model, const char *path)
              sizeof(fields) / sizeof(fields[0]));
 }
 
-oxs_model_t *oxs__model_create(oxs_server_t *server, const char *name, int64_t version)
+/* Allocates a model object in state LOADING with one reference, with metrics or without. */
+static oxs_model_t *model_alloc(oxs_server_t *server, const char *name, int64_t version,
+                                bool with_metrics)
 {
     oxs_model_t *model = oxs__calloc(&server->allocator, 1, sizeof(*model));
     if (model == NULL)
         return NULL;
+    if (with_metrics && (model->metrics = oxs__metrics_create(&server->allocator)) == NULL) {
+        oxs__free(&server->allocator, model);
+        return NULL;
+    }
     atomic_init(&model->refs, 1);
     atomic_init(&model->state, OXS_MODEL_LOADING);
     atomic_init(&model->described, false);
@@ -298,16 +304,22 @@ oxs_model_t *oxs__model_create(oxs_server_t *server, const char *name, int64_t v
     model->metadata.domain = model->metadata.description = "";
     model->name = oxs__strdup(&server->allocator, name);
     if (model->name == NULL) {
+        oxs__metrics_destroy(&server->allocator, model->metrics);
         oxs__free(&server->allocator, model);
         return NULL;
     }
     return model;
 }
 
+oxs_model_t *oxs__model_create(oxs_server_t *server, const char *name, int64_t version)
+{
+    return model_alloc(server, name, version, true);
+}
+
 oxs_model_t *oxs__model_stub(oxs_server_t *server, const char *name, int64_t version,
                              oxs_model_state_t state, const char *reason, bool dormant)
 {
-    oxs_model_t *model = oxs__model_create(server, name, version);
+    oxs_model_t *model = model_alloc(server, name, version, false);
     if (model == NULL)
         return NULL;
     snprintf(model->reason, sizeof(model->reason), "%s", reason);
@@ -656,6 +668,7 @@ void oxs__model_free(oxs_model_t *model)
     oxs__scheduler_stop(model);
     oxs__session_unload(model);
     oxs__config_free(model->server, &model->config);
+    oxs__metrics_destroy(allocator, model->metrics);
     oxs__free(allocator, model->name);
     oxs__free(allocator, model);
 }

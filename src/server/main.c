@@ -450,6 +450,8 @@ static int run(int argc, char **argv)
         .idle_timeout_secs = cli.http_idle_timeout_secs,
         .default_model = cli.default_model,
         .strict_readiness = cli.strict_readiness,
+        .metrics_port = cli.metrics_port,
+        .metrics_on_http_port = cli.metrics_on_http_port,
     };
     /* A port in use is reported before loading models, which can take long. The listeners
      * themselves open after loading, so clients never reach a half-loaded server. */
@@ -476,6 +478,7 @@ static int run(int argc, char **argv)
         oxs_log_field_t fields[] = {
             OXS_LOG_STR("host", cli.host),
             OXS_LOG_NUM("http_port", oxs_http_port(frontend)),
+            OXS_LOG_NUM("metrics_port", oxs_http_metrics_port(frontend)),
             OXS_LOG_NUM("http_threads", cli.http_threads),
         };
         oxs_log_write(&logger, OXS_LOG_INFO, NULL, NULL, "HTTP server listening", fields,

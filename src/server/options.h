@@ -32,6 +32,8 @@ typedef struct oxs_cli_options {
     const char *model_config;     /* config.json for model_file, or NULL */
     const char *host;
     int http_port;
+    int metrics_port;           /* -1: off */
+    bool metrics_on_http_port;
     int http_threads;
     int workers;
     int queue_size;

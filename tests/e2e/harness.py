@@ -104,7 +104,8 @@ class Server:
         self.signaled = False  # set once the test sends a signal
         self._cond = threading.Condition()
         self._eof = False
-        command = [server_binary(), "--host", HOST, "--http-port", "0"] + self.args
+        command = [server_binary(), "--host", HOST, "--http-port", "0", "--metrics-port",
+                   "0"] + self.args
         self.command = command
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)

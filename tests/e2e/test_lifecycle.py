@@ -70,7 +70,7 @@ class LifecycleTest(harness.ServerTestCase):
 
     def test_busy_port_exits_1(self):
         server = self.start_server([os.path.join(harness.test_data_dir(), "scale.onnx")])
-        code, stderr = run_binary(["--http-port", str(server.port),
+        code, stderr = run_binary(["--http-port", str(server.port), "--metrics-port", "0",
                                    os.path.join(harness.test_data_dir(), "scale.onnx")])
         self.assertNoSanitizerReports(stderr)
         self.assertEqual(code, 1, f"exit code with port {server.port} in use; stderr:\n{stderr}")
@@ -82,14 +82,15 @@ class LifecycleTest(harness.ServerTestCase):
     def test_unreadable_repository_exits_1(self):
         with tempfile.TemporaryDirectory() as folder:
             absent = os.path.join(folder, "no-such-repository")
-            code, stderr = run_binary(["--http-port", "0", "--model-repository", absent])
+            code, stderr = run_binary(["--http-port", "0", "--metrics-port", "0",
+                                       "--model-repository", absent])
         self.assertNoSanitizerReports(stderr)
         self.assertEqual(code, 1, f"exit code for a missing repository; stderr:\n{stderr}")
         self.assertIn("failed to read the model repository", stderr, "log line")
         self.assertIn("no-such-repository", stderr, "the folder in the log line")
 
     def test_missing_model_argument_exits_2(self):
-        code, stderr = run_binary(["--http-port", "0"])
+        code, stderr = run_binary(["--http-port", "0", "--metrics-port", "0"])
         self.assertNoSanitizerReports(stderr)
         self.assertEqual(code, 2, f"exit code without a model; stderr:\n{stderr}")
         self.assertIn("--model-repository", stderr, "error without a model")
@@ -97,7 +98,7 @@ class LifecycleTest(harness.ServerTestCase):
 
     def test_text_log_format(self):
         command = [harness.server_binary(), "--host", harness.HOST, "--http-port", "0",
-                   "--log-format", "text", os.path.join(harness.test_data_dir(), "scale.onnx")]
+                   "--metrics-port", "0", "--log-format", "text", os.path.join(harness.test_data_dir(), "scale.onnx")]
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         try:

@@ -114,7 +114,8 @@ def rss_kib(pid):
 
 def run_binary(args, timeout=60):
     """Run the binary with args on 127.0.0.1 until it exits; return (exit code, stderr text)."""
-    command = [harness.server_binary(), "--host", harness.HOST, "--http-port", "0"] + args
+    command = [harness.server_binary(), "--host", harness.HOST, "--http-port", "0",
+               "--metrics-port", "0"] + args
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
                                 timeout=timeout)
