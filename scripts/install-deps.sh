@@ -11,6 +11,7 @@ packages=(
   python3-onnx python3-numpy libonnx-testdata imagemagick fonts-dejavu-core
   clang libclang-rt-14-dev
   openssl curl
+  prometheus
 )
 
 missing=()

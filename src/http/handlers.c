@@ -348,7 +348,7 @@ static void handle_server_metadata(oxs__http_exchange_t *exchange)
     oxs_buf_puts(exchange->out, "{\"name\":\"onnxserve\",\"version\":");
     oxs_json_write_string(exchange->out, OXS_VERSION, strlen(OXS_VERSION));
     oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\",\"model_configuration\","
-                           "\"model_repository\"]}");
+                           "\"model_repository\",\"statistics\"]}");
 }
 
 static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool ok)
@@ -517,6 +517,75 @@ static void handle_metrics(oxs__http_exchange_t *exchange)
                        oxs_http_open_connections(exchange->ctx->frontend));
     exchange->status = 200;
     exchange->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* Writes {"count": N, "ns": N} for a statistic kept in microseconds. */
+static void write_duration_stat(oxs_buf_t *out, const char *key, const oxs_duration_stat_t *stat)
+{
+    oxs_buf_printf(out, "\"%s\":{\"count\":%" PRIu64 ",\"ns\":%" PRIu64 "}", key, stat->count,
+                   stat->total_us * 1000);
+}
+
+/* GET /v2/models/stats, /v2/models/{name}/stats and .../versions/{v}/stats: Triton's statistics
+ * extension, one entry per READY model version. */
+static void handle_stats(oxs__http_exchange_t *exchange)
+{
+    oxs_server_t *server = exchange->ctx->server;
+    const char *name = exchange->route->model;
+    int64_t version = exchange->route->version;
+    oxs_buf_t *out = exchange->out;
+    bool first = true;
+
+    if (name != NULL) {
+        oxs_model_t *model = find_model(exchange, name, version);
+        if (model == NULL)
+            return;
+        oxs_model_release(model);
+    }
+    oxs_buf_puts(out, "{\"model_stats\":[");
+    size_t count = oxs_server_model_count(server);
+    for (size_t i = 0; i < count; i++) {
+        oxs_model_t *model = NULL;
+        if (oxs_server_model_at(server, i, &model) != OXS_OK)
+            break;
+        bool chosen = oxs_model_state(model) == OXS_MODEL_READY &&
+                      (name == NULL || strcmp(oxs_model_name(model), name) == 0) &&
+                      (version == 0 || oxs_model_version(model) == version);
+        if (chosen) {
+            oxs_model_stats_t stats;
+            const char *model_name = oxs_model_name(model);
+            oxs_model_stats(model, &stats);
+            oxs_buf_puts(out, first ? "{\"name\":" : ",{\"name\":");
+            first = false;
+            oxs_json_write_string(out, model_name, strlen(model_name));
+            oxs_buf_printf(out,
+                           ",\"version\":\"%" PRId64 "\",\"last_inference\":%" PRIu64
+                           ",\"inference_count\":%" PRIu64 ",\"execution_count\":%" PRIu64
+                           ",\"inference_stats\":{",
+                           oxs_model_version(model), stats.last_inference_ms,
+                           stats.inference_count, stats.execution_count);
+            const oxs_duration_stat_t none = {0, 0};
+            write_duration_stat(out, "success", &stats.success);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "fail", &stats.fail);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "queue", &stats.queue);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "compute_input", &stats.compute_input);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "compute_infer", &stats.compute_infer);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "compute_output", &stats.compute_output);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "cache_hit", &none);
+            oxs_buf_putc(out, ',');
+            write_duration_stat(out, "cache_miss", &none);
+            oxs_buf_puts(out, "},\"batch_stats\":[]}");
+        }
+        oxs_model_release(model);
+    }
+    oxs_buf_puts(out, "]}");
+    exchange->status = 200;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -741,6 +810,9 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         break;
     case OXS__EP_METRICS:
         handle_metrics(exchange);
+        break;
+    case OXS__EP_STATS:
+        handle_stats(exchange);
         break;
     case OXS__EP_REPOSITORY_INDEX:
         handle_repository_index(exchange);

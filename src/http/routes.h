@@ -27,6 +27,7 @@ typedef enum oxs__http_endpoint {
     OXS__EP_REPOSITORY_LOAD,   /* POST /v2/repository/models/{name}/load */
     OXS__EP_REPOSITORY_UNLOAD, /* POST /v2/repository/models/{name}/unload */
     OXS__EP_METRICS,           /* GET /metrics */
+    OXS__EP_STATS,             /* GET /v2/models[/{name}[/versions/{v}]]/stats */
 } oxs__http_endpoint_t;
 
 typedef struct oxs__http_route {
