@@ -7,7 +7,7 @@
 #   make test-sanitize  build build-asan/ with clang, ASan and UBSan, then every test
 #   make test-tsan      build build-tsan/ with clang and ThreadSanitizer, then every test
 #
-# Variables: HOST, PORT and RUN_ARGS (extra onnxserve flags) for make run; JOBS for parallel
+# Variables: HOST, PORT, METRICS_PORT and RUN_ARGS (extra onnxserve flags) for make run; JOBS for parallel
 # builds; CMAKE_ARGS for extra CMake flags such as -DONNXRUNTIME_ROOT=/opt/onnxruntime;
 # ONNXSERVE_CACHE for the download cache (default ~/.cache/onnxserve).
 
@@ -17,6 +17,7 @@ CACHE := $(if $(ONNXSERVE_CACHE),$(ONNXSERVE_CACHE),$(HOME)/.cache/onnxserve)
 JOBS ?= $(shell nproc)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+METRICS_PORT ?= 8002
 RUN_ARGS ?=
 CMAKE_ARGS ?=
 
@@ -40,7 +41,7 @@ run: build
 	scripts/make-default-repo.sh build/model-repository $(CACHE)/models
 	@echo "make run: serving build/model-repository on http://$(HOST):$(PORT); Ctrl-C stops it"
 	./build/onnxserve --model-repository build/model-repository --host $(HOST) \
-	  --http-port $(PORT) $(RUN_ARGS)
+	  --http-port $(PORT) --metrics-port $(METRICS_PORT) $(RUN_ARGS)
 
 test: build
 	cd build && ctest --output-on-failure -j2
