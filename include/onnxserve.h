@@ -166,6 +166,11 @@ typedef struct oxs_options {
     oxs_log_level_t log_level; /* events above this level are not formatted */
     oxs_control_mode_t control_mode;
     int poll_secs;             /* seconds between two scans in OXS_CONTROL_POLL, 1 to 86400 */
+    int64_t stuck_inference_ms; /* a run longer than this is reported; 0: 20 times the model's
+                                 * p99 run time, at least 10 s */
+    int64_t stuck_inference_fatal_ms; /* 0: off; else a run this long makes the server not live */
+    int capture_stacks;        /* 1: log a stuck thread's stack, taken by a signal handler that
+                                * the library installs for SIGRTMIN+3 */
 } oxs_options_t;
 
 /* Fills options with the defaults: 1 worker, a queue of 128 requests, 1 intra-op thread,
@@ -290,6 +295,10 @@ oxs_status_t oxs_repository_control(oxs_server_t *server, oxs_repository_action_
  * first model that is not. Any thread. */
 bool oxs_server_ready(oxs_server_t *server, bool strict, char *why, size_t why_size);
 
+
+/* Returns false while an inference has run longer than options.stuck_inference_fatal_ms; why
+ * (may be NULL) then names the model. Any thread. */
+bool oxs_server_live(oxs_server_t *server, char *why, size_t why_size);
 
 /* Finds a model by name and version in any state. Version 0 finds the highest READY version,
  * or the highest version when none is READY. */
@@ -484,6 +493,10 @@ oxs_status_t oxs_request_create(oxs_server_t *server, oxs_model_t *model, oxs_re
 void oxs_request_destroy(oxs_request_t *request);
 
 oxs_model_t *oxs_request_model(const oxs_request_t *request);
+
+/* Sets the id that library log lines (the watchdog's) give the request, such as the frontend's
+ * X-Request-ID; copied, cut at 128 bytes. Without it they use the request id. */
+void oxs_request_set_log_id(oxs_request_t *request, const char *id);
 
 /* Sets the request id (copied, at most 128 bytes). */
 oxs_status_t oxs_request_set_id(oxs_request_t *request, const char *id, size_t len);

@@ -102,6 +102,18 @@ void oxs__metrics_finished(oxs__metrics_t *metrics, const oxs_response_t *respon
 /* Counts one run of the model over rows rows. Instance thread. */
 void oxs__metrics_execution(oxs__metrics_t *metrics, int64_t rows);
 
+/* Returns the upper bound of the histogram bucket that holds the 99th percentile of the model's
+ * run times (ONNX Runtime's Run), in microseconds, or 0 before the first run. */
+int64_t oxs__metrics_infer_p99_us(oxs__metrics_t *metrics);
+
+/* ---- watchdog (core/watchdog.c) ----------------------------------------------------------- */
+
+typedef struct oxs__watchdog oxs__watchdog_t;
+oxs_status_t oxs__watchdog_start(oxs_server_t *server, char *error, size_t error_size);
+void oxs__watchdog_stop(oxs_server_t *server); /* joins the thread and frees it */
+/* Returns the number of stuck runs reported so far. */
+uint64_t oxs__watchdog_stuck_total(const oxs_server_t *server);
+
 /* ---- ONNX Runtime backend (backend/ort.c) ------------------------------------------------- */
 
 typedef struct oxs__session oxs__session_t;
@@ -258,6 +270,7 @@ struct oxs_request {
 
     char id[129];
     size_t id_len;
+    char log_id[129]; /* the frontend's id for logs (X-Request-ID), or "" */
 
     size_t input_count;
     oxs__input_t *inputs;  /* model->input_count slots, arena */
@@ -301,6 +314,20 @@ oxs_status_t oxs__scheduler_enqueue(oxs_request_t *request);
 /* Marks a submitted request canceled; see oxs_request_cancel. */
 void oxs__scheduler_cancel(oxs_request_t *request);
 
+/* An inference the watchdog found running too long. */
+typedef struct oxs__stuck {
+    int instance;
+    pthread_t thread;
+    int64_t running_us;
+    char request_id[129];
+} oxs__stuck_t;
+
+/* Looks for a run of the model that started threshold_us or more before now_us and has not been
+ * reported: fills out and returns 1 for the first one, else 0. Sets *fatal when any run has
+ * gone on for fatal_us (> 0) or more, reported or not. Watchdog thread. */
+int oxs__scheduler_find_stuck(oxs_model_t *model, int64_t now_us, int64_t threshold_us,
+                              int64_t fatal_us, oxs__stuck_t *out, bool *fatal);
+
 /* Returns the number of requests waiting in the model's queue. */
 int oxs__scheduler_queued(const oxs_model_t *model);
 
@@ -320,6 +347,7 @@ struct oxs_server {
     oxs__registry_t *registry;
     oxs__control_t *control;
     oxs__metrics_t *metrics; /* requests that reached no model */
+    oxs__watchdog_t *watchdog;
 
     pthread_mutex_t lock;         /* counters, request free list */
     pthread_cond_t idle;          /* drain waits for pending == 0 */

@@ -208,6 +208,32 @@ void oxs__metrics_execution(oxs__metrics_t *metrics, int64_t rows)
     add(index, &shard->batch_rows, value);
 }
 
+int64_t oxs__metrics_infer_p99_us(oxs__metrics_t *metrics)
+{
+    uint64_t buckets[DURATION_BUCKETS + 1] = {0};
+    uint64_t total = 0;
+    if (metrics == NULL)
+        return 0;
+    for (int s = 0; s <= MAX_SHARDS; s++) {
+        for (size_t b = 0; b <= DURATION_BUCKETS; b++) {
+            uint64_t n = atomic_load_explicit(
+                &metrics->shards[s].durations[DURATION_COMPUTE_INFER].buckets[b],
+                memory_order_relaxed);
+            buckets[b] += n;
+            total += n;
+        }
+    }
+    if (total == 0)
+        return 0;
+    uint64_t seen = 0;
+    for (size_t b = 0; b < DURATION_BUCKETS; b++) {
+        seen += buckets[b];
+        if (seen * 100 >= total * 99)
+            return (int64_t)duration_bounds_us[b];
+    }
+    return (int64_t)duration_bounds_us[DURATION_BUCKETS - 1] * 2; /* beyond the last bucket */
+}
+
 void oxs_model_count_rejected(oxs_model_t *model, oxs_status_t status)
 {
     if (model != NULL && model->metrics != NULL && status != OXS_OK)
@@ -451,6 +477,12 @@ void oxs_server_write_metrics(oxs_server_t *server, oxs_text_fn write, void *use
         write_histogram(&w, "onnxserve_batch_size", labels, models[m].snap.batches, batch_bounds,
                         BATCH_BUCKETS, models[m].snap.batch_rows, false);
     }
+
+    emit(&w, "# HELP onnxserve_stuck_inferences_total Runs that the watchdog found running longer "
+             "than the stuck-inference limit.\n");
+    emit(&w, "# TYPE onnxserve_stuck_inferences_total counter\n");
+    emit(&w, "onnxserve_stuck_inferences_total %llu\n",
+         (unsigned long long)oxs__watchdog_stuck_total(server));
 
     emit(&w, "# HELP onnxserve_pending_requests Requests queued or running, over every model.\n");
     emit(&w, "# TYPE onnxserve_pending_requests gauge\n");

@@ -75,6 +75,11 @@ oxs_status_t oxs_request_set_id(oxs_request_t *request, const char *id, size_t l
     return OXS_OK;
 }
 
+void oxs_request_set_log_id(oxs_request_t *request, const char *id)
+{
+    snprintf(request->log_id, sizeof(request->log_id), "%s", id != NULL ? id : "");
+}
+
 const char *oxs_request_id(const oxs_request_t *request)
 {
     return request->id;

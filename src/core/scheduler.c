@@ -24,6 +24,10 @@ typedef struct instance {
     bool started;
     int device; /* GPU id from its group's gpus, or -1 on the CPU */
     void *run_options; /* OrtRunOptions, terminated to cancel the request it runs alone */
+    /* The run in progress, for the watchdog; guarded by the scheduler lock. */
+    int64_t run_started_us; /* 0 while idle */
+    char request_id[129];   /* of the run's first request */
+    int64_t reported_us;    /* run_started_us of the run the watchdog reported, else 0 */
 } instance_t;
 
 typedef struct level {
@@ -282,6 +286,12 @@ static void run_batch(instance_t *instance, batch_t *batch)
     int64_t started = oxs__now_us();
     for (size_t i = 0; i < batch->run_count; i++)
         batch->run[i]->response.queue_us = started - batch->run[i]->enqueued_us;
+    pthread_mutex_lock(&s->lock);
+    instance->run_started_us = started;
+    const oxs_request_t *first = batch->run[0];
+    snprintf(instance->request_id, sizeof(instance->request_id), "%s",
+             first->log_id[0] != '\0' ? first->log_id : first->id);
+    pthread_mutex_unlock(&s->lock);
 
     if (batch->run_count == 1) {
         oxs_request_t *request = batch->run[0];
@@ -300,6 +310,9 @@ static void run_batch(instance_t *instance, batch_t *batch)
     }
 
     int64_t ended = oxs__now_us();
+    pthread_mutex_lock(&s->lock);
+    instance->run_started_us = 0;
+    pthread_mutex_unlock(&s->lock);
     if (s->model->metrics != NULL)
         oxs__metrics_execution(s->model->metrics, batch->rows);
     for (size_t i = 0; i < batch->run_count; i++) {
@@ -479,6 +492,34 @@ void oxs__scheduler_cancel(oxs_request_t *request)
     if (request->instance != NULL)
         oxs__run_options_terminate(((instance_t *)request->instance)->run_options, true);
     pthread_mutex_unlock(&s->lock);
+}
+
+int oxs__scheduler_find_stuck(oxs_model_t *model, int64_t now_us, int64_t threshold_us,
+                               int64_t fatal_us, oxs__stuck_t *out, bool *fatal)
+{
+    oxs__scheduler_t *s = model->scheduler;
+    int found = 0;
+    if (s == NULL)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->instance_count; i++) {
+        instance_t *instance = &s->instances[i];
+        int64_t started = instance->run_started_us;
+        if (started == 0 || now_us - started < threshold_us)
+            continue;
+        if (fatal_us > 0 && now_us - started >= fatal_us)
+            *fatal = true;
+        if (instance->reported_us == started || found > 0)
+            continue; /* one report per run, and one per call */
+        instance->reported_us = started;
+        out->instance = i;
+        out->thread = instance->thread;
+        out->running_us = now_us - started;
+        snprintf(out->request_id, sizeof(out->request_id), "%s", instance->request_id);
+        found = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return found;
 }
 
 int oxs__scheduler_queued(const oxs_model_t *model)

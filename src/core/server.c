@@ -61,6 +61,9 @@ static oxs_status_t validate_options(const oxs_options_t *options, char *error,
     if (options->poll_secs < 1 || options->poll_secs > 86400)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "poll_secs: invalid value %d, expected 1 to 86400", options->poll_secs);
+    if (options->stuck_inference_ms < 0 || options->stuck_inference_fatal_ms < 0)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "stuck_inference_ms and stuck_inference_fatal_ms: expected 0 or more");
     if (options->max_tensor_bytes == 0)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "max_tensor_bytes: invalid value 0, expected a positive size");
@@ -108,7 +111,8 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
     if ((result = oxs__ort_acquire(options->intra_op_threads, error, error_size)) != OXS_OK)
         goto failed;
     server->ort_acquired = true;
-    if ((result = oxs__control_start(server, error, error_size)) != OXS_OK)
+    if ((result = oxs__control_start(server, error, error_size)) != OXS_OK ||
+        (result = oxs__watchdog_start(server, error, error_size)) != OXS_OK)
         goto failed;
 
     *out = server;
@@ -174,6 +178,7 @@ void oxs_server_destroy(oxs_server_t *server)
     /* Requests hold models that are no longer registered (replaced or unloaded); once they
      * are done, the repository thread frees those models and can stop. */
     oxs_server_drain(server, -1);
+    oxs__watchdog_stop(server);
     oxs__control_stop(server);
     if (server->registry != NULL)
         oxs__registry_stop(server->registry);

@@ -214,6 +214,7 @@ static void submit_inference(oxs__http_exchange_t *exchange, oxs_model_t *model,
         reply_status(exchange, status, NULL);
         goto cleanup;
     }
+    oxs_request_set_log_id(request, exchange->request_id);
     /* The header first, so that a timeout parameter in the body overrides it. */
     if (exchange->timeout_ms >= 0) {
         status = oxs_request_set_timeout_us(request, exchange->timeout_ms * 1000, error,
@@ -359,6 +360,19 @@ static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool 
         oxs_buf_reset(exchange->error);
         oxs_buf_puts(exchange->error, exchange->ctx->stopping ? "server is shutting down"
                                                              : "a model is not READY");
+    }
+}
+
+static void handle_live(oxs__http_exchange_t *exchange)
+{
+    char why[300] = "";
+    bool live = exchange->ctx->server == NULL ||
+                oxs_server_live(exchange->ctx->server, why, sizeof(why));
+
+    handle_health(exchange, "live", live);
+    if (!live) {
+        oxs_buf_reset(exchange->error);
+        oxs_buf_puts(exchange->error, why);
     }
 }
 
@@ -758,7 +772,7 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         handle_server_metadata(exchange);
         return;
     case OXS__EP_HEALTH_LIVE:
-        handle_health(exchange, "live", true);
+        handle_live(exchange);
         return;
     default:
         break;

@@ -110,6 +110,9 @@ static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logg
     options->log_user = logger;
     options->log_level = logger->level;
     options->control_mode = cli->control_mode;
+    options->stuck_inference_ms = cli->stuck_inference_ms;
+    options->stuck_inference_fatal_ms = cli->stuck_inference_fatal_ms;
+    options->capture_stacks = 1;
     options->poll_secs = cli->repository_poll_secs;
 }
 

@@ -167,6 +167,17 @@ static const cli_option_t cli_table[] = {
      .metavar = "N", .unit = "seconds",
      .help = "On SIGINT or SIGTERM, time allowed for requests in flight to finish. Past it, "
              "the server exits with status 1."},
+    {.name = "stuck-inference-ms", .key = "stuck_inference_ms", .type = CLI_INT,
+     .offset = FIELD(stuck_inference_ms), .default_text = "0", .min = 0, .max = 86400000,
+     .metavar = "N", .unit = "milliseconds",
+     .help = "A run longer than this is logged once, with the stack of the thread running it, "
+             "and counted in onnxserve_stuck_inferences_total. 0: 20 times the model's p99 "
+             "run time, at least 10 s."},
+    {.name = "stuck-inference-fatal-ms", .key = "stuck_inference_fatal_ms", .type = CLI_INT,
+     .offset = FIELD(stuck_inference_fatal_ms), .default_text = "0", .min = 0, .max = 86400000,
+     .metavar = "N", .unit = "milliseconds",
+     .help = "0: off. Otherwise GET /v2/health/live fails while a run has gone on this long, so "
+             "that an orchestrator restarts the server."},
     {.name = "graph-optimization-level", .key = "graph_optimization_level", .type = CLI_ENUM,
      .offset = FIELD(graph_optimization), .default_text = "all", .metavar = "LEVEL",
      .choices = graph_opt_choices,

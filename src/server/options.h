@@ -45,6 +45,8 @@ typedef struct oxs_cli_options {
     oxs_log_level_t log_level;
     oxs_log_format_t log_format;
     int exit_timeout_secs;
+    int stuck_inference_ms;       /* 0: automatic */
+    int stuck_inference_fatal_ms; /* 0: off */
     oxs_graph_opt_t graph_optimization;
     bool enable_mem_arena;
     bool enable_mem_pattern;

@@ -24,10 +24,11 @@ MODELS = 3
 PER_MODEL = min(WORKERS, max(1, len(os.sched_getaffinity(0)) // INTRA_OP_THREADS))
 INSTANCES = MODELS * PER_MODEL
 
-# The formula in docs/ARCHITECTURE.md: the main thread, the repository thread, the I/O threads,
-# each model's instances and ONNX Runtime's process-wide pool. With the inter-op pool at 1, ONNX
-# Runtime 1.29 adds intra_op_threads - 1 pool threads plus one helper thread it starts beside them.
-EXPECTED_THREADS = 1 + 1 + HTTP_THREADS + INSTANCES + INTRA_OP_THREADS
+# The formula in docs/ARCHITECTURE.md: the main thread, the repository and watchdog threads, the
+# I/O threads, each model's instances and ONNX Runtime's process-wide pool. With the inter-op pool
+# at 1, ONNX Runtime 1.29 adds intra_op_threads - 1 pool threads plus one helper thread it starts
+# beside them.
+EXPECTED_THREADS = 1 + 2 + HTTP_THREADS + INSTANCES + INTRA_OP_THREADS
 
 # Threads a sanitizer runtime adds (ThreadSanitizer starts one), set by tests/CMakeLists.txt.
 SANITIZER_THREADS = int(os.environ.get("ONNXSERVE_EXTRA_THREADS", "0"))
@@ -86,15 +87,17 @@ class ThreadCountTest(harness.ServerTestCase):
         must also equal the count taken at start: traffic never adds or removes a thread."""
         names = self.thread_names()
         detail = (f"{context}: {len(names)} threads ({names}), expected {EXPECTED_THREADS} = 1 main"
-                  f" + 1 repository + {HTTP_THREADS} HTTP + {INSTANCES} instances + "
+                  f" + 1 repository + 1 watchdog + {HTTP_THREADS} HTTP + {INSTANCES} instances + "
                   f"{INTRA_OP_THREADS} ONNX Runtime")
         http = sum(1 for name in names if name.startswith("oxs-http-"))
         workers = names.count("oxs-worker")
         repository = names.count("oxs-repository")
-        others = len(names) - http - workers - repository
+        watchdog = names.count("oxs-watchdog")
+        others = len(names) - http - workers - repository - watchdog
         self.assertEqual(http, HTTP_THREADS, detail)
         self.assertEqual(workers, INSTANCES, detail)
         self.assertEqual(repository, 1, detail)
+        self.assertEqual(watchdog, 1, detail)
         others -= SANITIZER_THREADS
         self.assertLessEqual(others, 1 + INTRA_OP_THREADS, detail)
         self.assertGreaterEqual(others, 1 + INTRA_OP_THREADS - 1, detail)
