@@ -1,8 +1,8 @@
 /*
  * The watchdog: a thread that notices inferences that run far longer than their model's usual
  * time. It logs each such run once, with the native stack of the instance thread that runs it,
- * counts it, and reports the server not live while a run has gone on past the fatal limit, so
- * that an orchestrator restarts it.
+ * and counts it. While a run has gone on past the fatal limit, it reports the server not live,
+ * so that an orchestrator restarts it.
  *
  * Threads: one watchdog thread per server (oxs-watchdog), started with the server. The stack
  * is taken by a signal handler on the stuck thread (options.capture_stacks): backtrace there,
@@ -92,8 +92,8 @@ static void capture_stack(pthread_t thread, char *out, size_t size)
         nanosleep(&pause, NULL);
     }
     if (atomic_load(&capture_state) != 2) {
-        /* A thread that never runs the handler (blocked in the kernel with the signal
-         * masked) leaves the request pending; the handler then finds the state idle. */
+        /* The thread has not run the handler yet. Should it run later, it finds the state
+         * idle and returns at once. */
         atomic_store(&capture_state, 0);
         snprintf(out, size, "not captured: the thread did not answer the signal");
         return;
