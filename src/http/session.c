@@ -28,6 +28,7 @@
 #define MAX_BINARY_HEADER_BYTES 32 /* Inference-Header-Content-Length's value */
 #define MAX_PENDING_WHILE_BUSY (64 * 1024) /* pipelined bytes read while a request runs */
 #define MAX_LOGGED_ERROR_BYTES 4096
+#define TRACEPARENT_LEN 55 /* "00-" + 32 + "-" + 16 + "-" + 2 */
 
 static const char continue_response[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -44,6 +45,7 @@ typedef enum header_kind {
     HEADER_EXPECT,
     HEADER_BINARY_TENSORS, /* Inference-Header-Content-Length: the KServe binary extension */
     HEADER_TIMEOUT,        /* X-Request-Timeout-Ms: the request's queue deadline */
+    HEADER_TRACEPARENT,    /* W3C Trace Context's traceparent */
 } header_kind_t;
 
 struct oxs__http_session {
@@ -82,6 +84,8 @@ struct oxs__http_session {
     bool binary_header_seen;
     oxs_buf_t timeout_header; /* X-Request-Timeout-Ms's value */
     bool timeout_header_seen;
+    oxs_buf_t traceparent_header;
+    char traceparent[TRACEPARENT_LEN + 1]; /* a valid traceparent, or "" */
     const char *method_name;
     oxs__http_method_t method;
     bool http10;
@@ -178,23 +182,31 @@ static void log_request(oxs__http_session_t *session, int64_t bytes_out)
     const oxs_logger_t *logger = session->ctx->logger;
     const char *model = session->model.len > 0 ? oxs_buf_cstr(&session->model) : NULL;
 
+    /* The trace and parent ids of a valid traceparent header. */
+    char trace_id[33] = "", parent_id[17] = "";
+    if (session->traceparent[0] != '\0') {
+        memcpy(trace_id, session->traceparent + 3, 32);
+        memcpy(parent_id, session->traceparent + 36, 16);
+    }
     if (oxs_log_enabled(logger, OXS_LOG_INFO)) {
-        oxs_log_field_t fields[] = {
-            OXS_LOG_STR("method", session->method_name ? session->method_name : ""),
-            OXS_LOG_STR("path", oxs_buf_cstr(&session->target)),
-            OXS_LOG_NUM("status", session->status),
-            OXS_LOG_NUM("latency_us", oxs__http_now_us() - session->begin_us),
-            OXS_LOG_NUM("queue_us", session->queue_us),
-            OXS_LOG_NUM("compute_us", session->compute_us),
-            OXS_LOG_NUM("batch_size", session->batch_size),
-            OXS_LOG_NUM("bytes_in", session->bytes_in),
-            OXS_LOG_NUM("bytes_out", bytes_out),
-            OXS_LOG_STR("error", oxs_buf_cstr(&session->error)),
-        };
+        oxs_log_field_t fields[13];
+        size_t count = 0;
+        fields[count++] = OXS_LOG_STR("method", session->method_name ? session->method_name : "");
+        fields[count++] = OXS_LOG_STR("path", oxs_buf_cstr(&session->target));
+        fields[count++] = OXS_LOG_NUM("status", session->status);
+        fields[count++] = OXS_LOG_NUM("latency_us", oxs__http_now_us() - session->begin_us);
+        fields[count++] = OXS_LOG_NUM("queue_us", session->queue_us);
+        fields[count++] = OXS_LOG_NUM("compute_us", session->compute_us);
+        fields[count++] = OXS_LOG_NUM("batch_size", session->batch_size);
+        fields[count++] = OXS_LOG_NUM("bytes_in", session->bytes_in);
+        fields[count++] = OXS_LOG_NUM("bytes_out", bytes_out);
+        if (trace_id[0] != '\0') {
+            fields[count++] = OXS_LOG_STR("trace_id", trace_id);
+            fields[count++] = OXS_LOG_STR("parent_id", parent_id);
+        }
         /* Failed requests carry their error text, so the info log shows why they failed. */
-        size_t count = sizeof(fields) / sizeof(fields[0]);
-        if (session->status < 400)
-            count--;
+        if (session->status >= 400)
+            fields[count++] = OXS_LOG_STR("error", oxs_buf_cstr(&session->error));
         oxs_log_write(logger, OXS_LOG_INFO, session->request_id, model, "request", fields,
                       count);
     }
@@ -219,9 +231,10 @@ static void log_request(oxs__http_session_t *session, int64_t bytes_out)
         OXS_LOG_NUM("status", session->status),
         OXS_LOG_STR("path", oxs_buf_cstr(&session->target)),
         OXS_LOG_STR("error", oxs_buf_cstr(&session->error)),
+        OXS_LOG_STR("trace_id", trace_id),
     };
     oxs_log_write(logger, level, session->request_id, model, msg, fields,
-                  sizeof(fields) / sizeof(fields[0]));
+                  sizeof(fields) / sizeof(fields[0]) - (trace_id[0] == '\0' ? 1 : 0));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -238,6 +251,8 @@ static void reset_request(oxs__http_session_t *session)
     session->binary_header_seen = false;
     oxs_buf_reset(&session->timeout_header);
     session->timeout_header_seen = false;
+    oxs_buf_reset(&session->traceparent_header);
+    session->traceparent[0] = '\0';
     oxs_buf_reset(&session->model);
     oxs_buf_reset(&session->error);
     session->header = HEADER_OTHER;
@@ -324,6 +339,8 @@ static header_kind_t classify_header(oxs_buf_t *name)
         return HEADER_BINARY_TENSORS;
     if (name->len == 20 && strncasecmp(name->data, "x-request-timeout-ms", 20) == 0)
         return HEADER_TIMEOUT;
+    if (name->len == 11 && strncasecmp(name->data, "traceparent", 11) == 0)
+        return HEADER_TRACEPARENT;
     return HEADER_OTHER;
 }
 
@@ -346,6 +363,8 @@ static int on_header_value(void *user, const char *at, size_t len)
         } else if (session->header == HEADER_TIMEOUT) {
             oxs_buf_reset(&session->timeout_header);
             session->timeout_header_seen = true;
+        } else if (session->header == HEADER_TRACEPARENT) {
+            oxs_buf_reset(&session->traceparent_header);
         }
     }
     if (session->header == HEADER_REQUEST_ID)
@@ -356,7 +375,41 @@ static int on_header_value(void *user, const char *at, size_t len)
         oxs_buf_append(&session->binary_header, at, len);
     else if (session->header == HEADER_TIMEOUT)
         oxs_buf_append(&session->timeout_header, at, len);
+    else if (session->header == HEADER_TRACEPARENT)
+        oxs_buf_append(&session->traceparent_header, at, len);
     return 0;
+}
+
+static bool lower_hex(const char *text, size_t len, bool *all_zero)
+{
+    *all_zero = true;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        *all_zero = *all_zero && c == '0';
+    }
+    return true;
+}
+
+/* Keeps the traceparent header when it is a valid version 00 value,
+ * "00-" 32 hex digits "-" 16 hex digits "-" 2 hex digits, with ids that are not all zero. An
+ * invalid one is ignored, as W3C Trace Context asks of a receiver. */
+static void choose_traceparent(oxs__http_session_t *session)
+{
+    const oxs_buf_t *header = &session->traceparent_header;
+    const char *text = header->data;
+    bool zero_trace, zero_parent, zero_flags;
+
+    session->traceparent[0] = '\0';
+    if (header->failed || header->len != TRACEPARENT_LEN || text == NULL)
+        return;
+    if (memcmp(text, "00-", 3) != 0 || text[35] != '-' || text[52] != '-' ||
+        !lower_hex(text + 3, 32, &zero_trace) || !lower_hex(text + 36, 16, &zero_parent) ||
+        !lower_hex(text + 53, 2, &zero_flags) || zero_trace || zero_parent)
+        return;
+    memcpy(session->traceparent, text, TRACEPARENT_LEN);
+    session->traceparent[TRACEPARENT_LEN] = '\0';
 }
 
 /* Takes the request id from X-Request-ID when it is valid; otherwise generates one and, for an
@@ -415,6 +468,7 @@ static int on_headers_complete(void *user)
     oxs__http_parser_version(parser, &major, &minor);
     session->http10 = major == 1 && minor == 0;
     choose_request_id(session);
+    choose_traceparent(session);
 
     if (major != 1) {
         set_early_error(session, 505, true,
@@ -542,6 +596,8 @@ static void send_response(oxs__http_session_t *session)
         oxs_buf_printf(head, "Inference-Header-Content-Length: %zu\r\n", session->json_len);
     if (session->retry_after)
         oxs_buf_puts(head, "Retry-After: 1\r\n");
+    if (session->traceparent[0] != '\0')
+        oxs_buf_printf(head, "traceparent: %s\r\n", session->traceparent);
     if (session->allow != NULL)
         oxs_buf_printf(head, "Allow: %s\r\n", session->allow);
     if (session->close_after)
@@ -827,6 +883,7 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
     oxs_buf_init(&session->expect, MAX_EXPECT_BYTES);
     oxs_buf_init(&session->binary_header, MAX_BINARY_HEADER_BYTES);
     oxs_buf_init(&session->timeout_header, MAX_BINARY_HEADER_BYTES);
+    oxs_buf_init(&session->traceparent_header, TRACEPARENT_LEN + 8);
     oxs_buf_init(&session->head, 0);
     oxs_buf_init(&session->out, 0);
     oxs_buf_init(&session->model, MAX_MODEL_NAME_BYTES);
@@ -983,6 +1040,7 @@ static void session_free(oxs__http_session_t *session)
     oxs_buf_free(&session->expect);
     oxs_buf_free(&session->binary_header);
     oxs_buf_free(&session->timeout_header);
+    oxs_buf_free(&session->traceparent_header);
     oxs_buf_free(&session->head);
     oxs_buf_free(&session->out);
     oxs_buf_free(&session->model);

@@ -165,6 +165,7 @@ typedef struct response {
     char content_type[64];
     char retry_after[16];
     char allow[32];
+    char traceparent[80];
     long content_length;
     oxs_buf_t body;
 } response_t;
@@ -215,6 +216,8 @@ static int on_response_value(http_parser *parser, const char *at, size_t len)
         snprintf(r->retry_after, sizeof(r->retry_after), "%.*s", (int)len, at);
     else if (strcasecmp(all->field, "allow") == 0)
         snprintf(r->allow, sizeof(r->allow), "%.*s", (int)len, at);
+    else if (strcasecmp(all->field, "traceparent") == 0)
+        snprintf(r->traceparent, sizeof(r->traceparent), "%.*s", (int)len, at);
     return 0;
 }
 
@@ -672,6 +675,36 @@ static void test_request_id_echoed(void **state)
     assert_int_equal(all.items[0].status, 200);
     assert_string_equal(all.items[0].request_id, id);
     free_responses(&all);
+}
+
+static void test_traceparent_echoed_when_valid(void **state)
+{
+    static const char valid[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    static const char *const invalid[] = {
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",    /* too short */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", /* zero parent id */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", /* upper case */
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", /* unknown version */
+    };
+    char request[300];
+    responses_t all;
+
+    (void)state;
+    snprintf(request, sizeof(request), "GET /v2 HTTP/1.1\r\ntraceparent: %s\r\n\r\n", valid);
+    roundtrip(request, &all);
+    assert_int_equal(all.items[0].status, 200);
+    assert_string_equal(all.items[0].traceparent, valid);
+    free_responses(&all);
+    /* An invalid value is ignored, as W3C Trace Context asks: no error and no echo. */
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        snprintf(request, sizeof(request), "GET /v2 HTTP/1.1\r\nTraceparent: %s\r\n\r\n",
+                 invalid[i]);
+        roundtrip(request, &all);
+        assert_int_equal(all.items[0].status, 200);
+        assert_string_equal(all.items[0].traceparent, "");
+        free_responses(&all);
+    }
 }
 
 static void test_request_id_too_long(void **state)
@@ -1377,6 +1410,7 @@ int main(void)
         cmocka_unit_test(test_body_at_max_accepted),
         cmocka_unit_test(test_request_id_echoed),
         cmocka_unit_test(test_request_id_too_long),
+        cmocka_unit_test(test_traceparent_echoed_when_valid),
         cmocka_unit_test(test_request_id_bad_byte),
         cmocka_unit_test(test_request_id_empty),
         cmocka_unit_test(test_binary_header_checked),
