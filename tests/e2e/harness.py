@@ -101,6 +101,7 @@ class Server:
         self.records = []
         self.stdout = b""
         self.port = None
+        self.metrics_port = None  # None when the server runs with --metrics-port -1
         self.signaled = False  # set once the test sends a signal
         self._cond = threading.Condition()
         self._eof = False
@@ -123,6 +124,8 @@ class Server:
             self.kill()
             raise ServerError(f"log line {record} has no http_port field")
         self.port = int(record["http_port"])
+        if int(record.get("metrics_port", -1)) > 0:
+            self.metrics_port = int(record["metrics_port"])
         self.pid = self.proc.pid
 
     def _read_stderr(self):
