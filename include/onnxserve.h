@@ -393,8 +393,8 @@ void oxs_model_stats(const oxs_model_t *model, oxs_model_stats_t *out);
  * decode, say) under the outcome of status. Any thread. */
 void oxs_model_count_rejected(oxs_model_t *model, oxs_status_t status);
 
-/* Counts a request for a model the server does not have, as outcome "invalid" without model
- * labels (label values only ever come from loaded models). Any thread. */
+/* Counts an inference request for a model (or version) the server does not have, as outcome
+ * "invalid" without model labels: label values only ever come from loaded models. Any thread. */
 void oxs_server_count_unknown_model(oxs_server_t *server);
 
 /* Receives text that the library writes, len bytes, not NUL-terminated. */
@@ -595,6 +595,18 @@ int64_t oxs_response_queue_us(const oxs_response_t *response);
 int64_t oxs_response_compute_us(const oxs_response_t *response);
 /* Returns the rows (dim 0) of the batch the request ran in, its own when it ran alone. */
 int oxs_response_batch_size(const oxs_response_t *response);
+
+/* When a request passed each step, on the monotonic clock (CLOCK_MONOTONIC) in microseconds;
+ * 0 for a step it did not reach. */
+typedef struct oxs_response_times {
+    int64_t queued_us;         /* entered its model's queue */
+    int64_t started_us;        /* an instance took it (its batch formed) */
+    int64_t compute_started_us; /* ONNX Runtime's Run began */
+    int64_t compute_ended_us;  /* Run returned */
+    int64_t ended_us;          /* its outputs were ready */
+} oxs_response_times_t;
+
+void oxs_response_times(const oxs_response_t *response, oxs_response_times_t *out);
 
 /* Frees the response, its request and every tensor buffer, returning buffers to the pools. */
 void oxs_response_destroy(oxs_response_t *response);

@@ -539,6 +539,19 @@ int64_t oxs_response_compute_us(const oxs_response_t *response)
     return response->compute_us;
 }
 
+void oxs_response_times(const oxs_response_t *response, oxs_response_times_t *out)
+{
+    const oxs_request_t *request = oxs_response_request(response);
+    memset(out, 0, sizeof(*out));
+    out->queued_us = request->enqueued_us;
+    if (response->batch_size != 0) { /* it ran; rows are -1 for a request that cannot batch */
+        out->started_us = request->enqueued_us + response->queue_us;
+        out->ended_us = out->started_us + response->compute_us;
+    }
+    out->compute_started_us = response->infer_span_us[0];
+    out->compute_ended_us = response->infer_span_us[1];
+}
+
 int oxs_response_batch_size(const oxs_response_t *response)
 {
     return response->batch_size;

@@ -27,6 +27,7 @@ typedef struct oxs_http_config {
     bool strict_readiness;       /* /v2/health/ready needs every model that should load READY */
     int metrics_port;            /* GET /metrics only; 0 picks a free port, -1: none */
     bool metrics_on_http_port;   /* also serve GET /metrics on port */
+    const char *trace_file;      /* one JSON line of timestamps per request, or NULL */
 } oxs_http_config_t;
 
 typedef struct oxs_http_frontend oxs_http_frontend_t;

@@ -138,8 +138,6 @@ static oxs_model_t *find_model(oxs__http_exchange_t *exchange, const char *name,
 
     set_log_model(exchange, name);
     status = oxs_server_get_model(exchange->ctx->server, name, version, &model);
-    if (status == OXS_ERR_NOT_FOUND)
-        oxs_server_count_unknown_model(exchange->ctx->server);
     if (status == OXS_ERR_NOT_FOUND && version > 0 &&
         oxs_server_get_model(exchange->ctx->server, name, 0, &model) == OXS_OK) {
         oxs_model_release(model);
@@ -811,11 +809,15 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         model = find_model(exchange, route->model, route->version);
         if (model != NULL)
             submit_inference(exchange, model, OXS__ENCODE_INFER);
+        else if (exchange->status == 404)
+            oxs_server_count_unknown_model(exchange->ctx->server);
         break;
     case OXS__EP_PREDICT_MODEL:
         model = find_model(exchange, route->model, 0);
         if (model != NULL)
             submit_inference(exchange, model, OXS__ENCODE_PREDICT);
+        else if (exchange->status == 404)
+            oxs_server_count_unknown_model(exchange->ctx->server);
         break;
     case OXS__EP_PREDICT_DEFAULT:
         model = find_predict_model(exchange);

@@ -17,6 +17,7 @@
 #include "http/handlers.h"
 #include "http/parser.h"
 #include "http/routes.h"
+#include "http/trace.h"
 
 #define MAX_TARGET_BYTES (16 * 1024)  /* request target; longer ones get 414 */
 #define MAX_HEADER_NAME_BYTES 32      /* longer header names are never ones the session reads */
@@ -86,6 +87,7 @@ struct oxs__http_session {
     bool timeout_header_seen;
     oxs_buf_t traceparent_header;
     char traceparent[TRACEPARENT_LEN + 1]; /* a valid traceparent, or "" */
+    oxs_response_times_t times; /* of the inference, for the trace file */
     const char *method_name;
     oxs__http_method_t method;
     bool http10;
@@ -209,6 +211,20 @@ static void log_request(oxs__http_session_t *session, int64_t bytes_out)
             fields[count++] = OXS_LOG_STR("error", oxs_buf_cstr(&session->error));
         oxs_log_write(logger, OXS_LOG_INFO, session->request_id, model, "request", fields,
                       count);
+    }
+    if (session->ctx->trace != NULL) {
+        oxs__http_trace_record_t record = {
+            .request_id = session->request_id,
+            .trace_id = trace_id,
+            .model = model != NULL ? model : "",
+            .method = session->method_name ? session->method_name : "",
+            .path = oxs_buf_cstr(&session->target),
+            .status = session->status,
+            .received_us = session->begin_us,
+            .times = session->times,
+            .sent_us = oxs__http_now_us(),
+        };
+        oxs__http_trace_write(session->ctx->trace, &record);
     }
     if (session->status < 400)
         return;
@@ -712,6 +728,7 @@ static void dispatch(oxs__http_session_t *session)
 
     session->request_ready = false;
     session->content_type = NULL;
+    memset(&session->times, 0, sizeof(session->times));
     session->state = STATE_PROCESSING;
     count_in_flight(session, true);
     /* Reading goes on while the request is processed, so that a client that closes its
@@ -1101,6 +1118,7 @@ static void on_inference_complete(void *user, oxs_response_t *response)
     session->queue_us = oxs_response_queue_us(response);
     session->compute_us = oxs_response_compute_us(response);
     session->batch_size = oxs_response_batch_size(response);
+    oxs_response_times(response, &session->times);
     oxs_response_destroy(response);
     queue_completion(session);
 }

@@ -39,6 +39,7 @@ typedef struct oxs__http_context {
     bool strict_readiness;      /* see oxs_server_ready; true after init */
     bool metrics_on_http_port;  /* GET /metrics is served on the API port too */
     const struct oxs_http_frontend *frontend; /* for its connection count; NULL in tests */
+    struct oxs__http_trace *trace;  /* --trace-file, or NULL */
     uint64_t id_seed;           /* request id generator: random seed and counter */
     uint64_t id_counter;
 

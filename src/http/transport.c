@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "http/session.h"
+#include "http/trace.h"
 
 #define READ_BUFFER_BYTES (64 * 1024)
 #define LISTEN_BACKLOG 1024
@@ -97,6 +98,7 @@ struct oxs_http_frontend {
     char *default_model;
     int port;
     int metrics_port; /* -1: no metrics listener */
+    oxs__http_trace_t *trace; /* --trace-file, or NULL */
     atomic_int in_flight;
     int loop_count;
     io_loop_t **loops;
@@ -646,6 +648,7 @@ static oxs_status_t loop_init(oxs_http_frontend_t *frontend, io_loop_t *loop, ch
     loop->ctx_ready = true;
     loop->ctx.strict_readiness = frontend->config.strict_readiness;
     loop->ctx.frontend = frontend;
+    loop->ctx.trace = frontend->trace;
     loop->ctx.metrics_on_http_port = frontend->config.metrics_on_http_port;
     loop->ctx.notify = loop_notify;
     loop->ctx.notify_user = loop;
@@ -707,6 +710,7 @@ static void frontend_free(oxs_http_frontend_t *frontend)
     free(frontend->loops);
     free(frontend->host);
     free(frontend->default_model);
+    oxs__http_trace_close(frontend->trace);
     free(frontend);
 }
 
@@ -772,6 +776,10 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
     }
 
     raise_open_file_limit(logger);
+    if (config->trace_file != NULL &&
+        (status = oxs__http_trace_open(config->trace_file, &frontend->trace, error,
+                                       error_size)) != OXS_OK)
+        goto failed;
     status = open_listeners(frontend, error, error_size);
     if (status != OXS_OK)
         goto failed;

@@ -178,6 +178,11 @@ static const cli_option_t cli_table[] = {
      .metavar = "N", .unit = "milliseconds",
      .help = "0: off. Otherwise GET /v2/health/live fails while a run has gone on this long, so "
              "that an orchestrator restarts the server."},
+    {.name = "trace-file", .key = "trace_file", .type = CLI_STRING, .offset = FIELD(trace_file),
+     .metavar = "FILE", .help_default = "not set",
+     .help = "Appends one JSON line per request to FILE: its request and trace ids, model, "
+             "status, and when it was received, queued, batched, computed and sent (Unix time in "
+             "microseconds), for timeline analysis."},
     {.name = "graph-optimization-level", .key = "graph_optimization_level", .type = CLI_ENUM,
      .offset = FIELD(graph_optimization), .default_text = "all", .metavar = "LEVEL",
      .choices = graph_opt_choices,

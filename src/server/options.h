@@ -47,6 +47,7 @@ typedef struct oxs_cli_options {
     int exit_timeout_secs;
     int stuck_inference_ms;       /* 0: automatic */
     int stuck_inference_fatal_ms; /* 0: off */
+    const char *trace_file;       /* NULL: none */
     oxs_graph_opt_t graph_optimization;
     bool enable_mem_arena;
     bool enable_mem_pattern;

@@ -369,9 +369,9 @@ static void log_fields_cover_flags(void **state)
                            "--log-format", "text", "--enable-mem-pattern=false", NULL));
     size_t count = oxs_cli_log_fields(&options, &storage, fields, OXS_CLI_MAX_FIELDS);
 
-    /* Every flag except --help and --version, plus model_file; the four unset strings and
+    /* Every flag except --help and --version, plus model_file; the five unset strings and
      * lists are left out. */
-    assert_int_equal(count, 26 + 1 - 4);
+    assert_int_equal(count, 27 + 1 - 5);
     assert_string_equal(find_field(fields, count, "model_file")->str, "x.onnx");
     assert_string_equal(find_field(fields, count, "host")->str, "127.0.0.1");
     assert_null(find_field(fields, count, "http_port")->str);
