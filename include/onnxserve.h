@@ -193,6 +193,9 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
  * its callback returned, then frees everything. Must not be called from a completion callback. */
 void oxs_server_destroy(oxs_server_t *server);
 
+/* Changes the level of the events given to options.log_fn. Any thread. */
+void oxs_server_set_log_level(oxs_server_t *server, oxs_log_level_t level);
+
 /* Stops accepting new requests: oxs_request_submit returns OXS_ERR_SHUTTING_DOWN afterwards.
  * Requests already queued still run. Any thread. */
 void oxs_server_stop_accepting(oxs_server_t *server);

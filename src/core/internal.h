@@ -348,6 +348,7 @@ struct oxs_server {
     oxs__control_t *control;
     oxs__metrics_t *metrics; /* requests that reached no model */
     oxs__watchdog_t *watchdog;
+    _Atomic int log_level;   /* oxs_log_level_t; options.log_level until changed */
 
     pthread_mutex_t lock;         /* counters, request free list */
     pthread_cond_t idle;          /* drain waits for pending == 0 */

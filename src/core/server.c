@@ -34,7 +34,9 @@ void oxs_options_init(oxs_options_t *options)
 void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *model,
               const char *msg, const oxs_log_field_t *fields, size_t field_count)
 {
-    if (server->options.log_fn == NULL || level > server->options.log_level)
+    if (server->options.log_fn == NULL ||
+        (int)level > atomic_load_explicit(&((oxs_server_t *)server)->log_level,
+                                          memory_order_relaxed))
         return;
     server->options.log_fn(server->options.log_user, level, model, msg, fields, field_count);
 }
@@ -89,6 +91,7 @@ oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out,
     if (server == NULL)
         return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
     server->options = *options;
+    atomic_init(&server->log_level, (int)options->log_level);
     server->allocator = allocator;
     server->accepting = true;
     pthread_mutex_init(&server->lock, NULL);
@@ -123,6 +126,11 @@ out_of_memory:
 failed:
     oxs_server_destroy(server);
     return result;
+}
+
+void oxs_server_set_log_level(oxs_server_t *server, oxs_log_level_t level)
+{
+    atomic_store_explicit(&server->log_level, (int)level, memory_order_relaxed);
 }
 
 void oxs_server_stop_accepting(oxs_server_t *server)

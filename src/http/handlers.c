@@ -347,7 +347,7 @@ static void handle_server_metadata(oxs__http_exchange_t *exchange)
     oxs_buf_puts(exchange->out, "{\"name\":\"onnxserve\",\"version\":");
     oxs_json_write_string(exchange->out, OXS_VERSION, strlen(OXS_VERSION));
     oxs_buf_puts(exchange->out, ",\"extensions\":[\"binary_tensor_data\",\"model_configuration\","
-                           "\"model_repository\",\"statistics\"]}");
+                           "\"model_repository\",\"statistics\",\"logging\"]}");
 }
 
 static void handle_health(oxs__http_exchange_t *exchange, const char *key, bool ok)
@@ -601,6 +601,106 @@ static void handle_stats(oxs__http_exchange_t *exchange)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Logging extension */
+
+static json_t *parse_repository_body(oxs__http_exchange_t *exchange, const char *const *allowed,
+                                     size_t allowed_count, const char *const *allowed_parameters,
+                                     size_t parameter_count);
+
+static void write_logging(oxs__http_exchange_t *exchange)
+{
+    const oxs_logger_t *logger = exchange->ctx->logger;
+    int level = atomic_load(&((oxs_logger_t *)logger)->level);
+    int format = atomic_load(&((oxs_logger_t *)logger)->format);
+
+    oxs_buf_printf(exchange->out,
+                   "{\"log_file\":\"\",\"log_info\":%s,\"log_warning\":%s,\"log_error\":true,"
+                   "\"log_verbose_level\":%d,\"log_format\":\"%s\"}",
+                   level >= OXS_LOG_INFO ? "true" : "false",
+                   level >= OXS_LOG_WARN ? "true" : "false", level >= OXS_LOG_DEBUG ? 1 : 0,
+                   format == OXS_LOG_FORMAT_TEXT ? "text" : "json");
+    exchange->status = 200;
+}
+
+/* Reads an optional boolean member of settings into *value. Replies 400 on another type. */
+static bool read_flag(oxs__http_exchange_t *exchange, json_t *settings, const char *key,
+                      bool *value)
+{
+    json_t *member = json_object_get(settings, key);
+    if (member == NULL)
+        return true;
+    if (!json_is_boolean(member)) {
+        reply_error(exchange, 400, "%s: expected true or false", key);
+        return false;
+    }
+    *value = json_is_true(member);
+    return true;
+}
+
+/* POST /v2/logging: Triton's logging extension over the server's one level threshold. The
+ * levels include each other (error, then warnings, then info, then verbose), so a setting that
+ * keeps a lower level while turning off a higher one is refused. */
+static void handle_logging_update(oxs__http_exchange_t *exchange)
+{
+    static const char *const allowed[] = {"log_file", "log_info", "log_warning", "log_error",
+                                          "log_verbose_level", "log_format"};
+    const oxs_logger_t *logger = exchange->ctx->logger;
+    json_t *settings = parse_repository_body(exchange, allowed, 6, NULL, 0);
+    if (settings == NULL)
+        return;
+    int level = atomic_load(&((oxs_logger_t *)logger)->level);
+    int format = atomic_load(&((oxs_logger_t *)logger)->format);
+    bool info = level >= OXS_LOG_INFO, warning = level >= OXS_LOG_WARN, error = true;
+    json_t *verbose = json_object_get(settings, "log_verbose_level");
+    json_t *format_value = json_object_get(settings, "log_format");
+    json_int_t verbose_level = level >= OXS_LOG_DEBUG ? 1 : 0;
+
+    if (json_object_get(settings, "log_file") != NULL) {
+        reply_error(exchange, 400,
+                    "log_file cannot be changed over the network; the server logs to stderr");
+        goto done;
+    }
+    if (!read_flag(exchange, settings, "log_info", &info) ||
+        !read_flag(exchange, settings, "log_warning", &warning) ||
+        !read_flag(exchange, settings, "log_error", &error))
+        goto done;
+    if (verbose != NULL) {
+        if (!json_is_integer(verbose) || json_integer_value(verbose) < 0) {
+            reply_error(exchange, 400, "log_verbose_level: expected an integer of 0 or more");
+            goto done;
+        }
+        verbose_level = json_integer_value(verbose);
+    }
+    if (format_value != NULL) {
+        const char *text = json_is_string(format_value) ? json_string_value(format_value) : "";
+        if (strcmp(text, "json") == 0) {
+            format = OXS_LOG_FORMAT_JSON;
+        } else if (strcmp(text, "text") == 0) {
+            format = OXS_LOG_FORMAT_TEXT;
+        } else {
+            reply_error(exchange, 400, "log_format: invalid value; expected \"json\" or \"text\"");
+            goto done;
+        }
+    }
+    if (!error || (info && !warning) || (verbose_level > 0 && !info)) {
+        reply_error(exchange, 400,
+                    "log levels include each other (error, warning, info, verbose): "
+                    "log_error must stay true, log_warning is needed for log_info, and log_info "
+                    "for log_verbose_level above 0");
+        goto done;
+    }
+    level = verbose_level > 0 ? OXS_LOG_DEBUG
+            : info           ? OXS_LOG_INFO
+            : warning        ? OXS_LOG_WARN
+                             : OXS_LOG_ERROR;
+    oxs_logger_set(logger, (oxs_log_level_t)level, (oxs_log_format_t)format);
+    oxs_server_set_log_level(exchange->ctx->server, (oxs_log_level_t)level);
+    write_logging(exchange);
+done:
+    json_decref(settings);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Model repository extension */
 
 /* Parses a repository request body: empty, or a JSON object whose keys are in allowed (and
@@ -829,6 +929,12 @@ void oxs__http_handle(oxs__http_exchange_t *exchange)
         break;
     case OXS__EP_STATS:
         handle_stats(exchange);
+        break;
+    case OXS__EP_LOGGING:
+        write_logging(exchange);
+        break;
+    case OXS__EP_LOGGING_UPDATE:
+        handle_logging_update(exchange);
         break;
     case OXS__EP_REPOSITORY_INDEX:
         handle_repository_index(exchange);

@@ -35,6 +35,8 @@ static const route_pattern_t route_table[] = {
     {"v2/models/{name}/versions/{version}/config", OXS__HTTP_GET, OXS__EP_MODEL_CONFIG},
     {"healthz", OXS__HTTP_GET, OXS__EP_HEALTHZ},
     {"metrics", OXS__HTTP_GET, OXS__EP_METRICS},
+    {"v2/logging", OXS__HTTP_GET, OXS__EP_LOGGING},
+    {"v2/logging", OXS__HTTP_POST, OXS__EP_LOGGING_UPDATE},
     {"v2/repository/index", OXS__HTTP_POST, OXS__EP_REPOSITORY_INDEX},
     {"v2/repository/models/{name}/load", OXS__HTTP_POST, OXS__EP_REPOSITORY_LOAD},
     {"v2/repository/models/{name}/unload", OXS__HTTP_POST, OXS__EP_REPOSITORY_UNLOAD},

@@ -28,6 +28,8 @@ typedef enum oxs__http_endpoint {
     OXS__EP_REPOSITORY_UNLOAD, /* POST /v2/repository/models/{name}/unload */
     OXS__EP_METRICS,           /* GET /metrics */
     OXS__EP_STATS,             /* GET /v2/models[/{name}[/versions/{v}]]/stats */
+    OXS__EP_LOGGING,           /* GET /v2/logging */
+    OXS__EP_LOGGING_UPDATE,    /* POST /v2/logging */
 } oxs__http_endpoint_t;
 
 typedef struct oxs__http_route {

@@ -50,9 +50,17 @@ static const char *const log_level_upper[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
 void oxs_logger_init(oxs_logger_t *logger, oxs_log_level_t level, oxs_log_format_t format)
 {
-    logger->level = level;
-    logger->format = format;
+    atomic_init(&logger->level, (int)level);
+    atomic_init(&logger->format, (int)format);
     logger->fd = 2;
+}
+
+void oxs_logger_set(const oxs_logger_t *logger, oxs_log_level_t level, oxs_log_format_t format)
+{
+    /* The logger is shared through const pointers; only these atomic fields change. */
+    oxs_logger_t *shared = (oxs_logger_t *)logger;
+    atomic_store_explicit(&shared->level, (int)level, memory_order_relaxed);
+    atomic_store_explicit(&shared->format, (int)format, memory_order_relaxed);
 }
 
 bool oxs_log_level_parse(const char *text, oxs_log_level_t *out)
@@ -356,7 +364,8 @@ void oxs_log_write(const oxs_logger_t *logger, oxs_log_level_t level, const char
     if (level <= OXS_LOG_WARN && !repeat_allows(level, model, msg, &suppressed))
         return;
 
-    oxs_log_format_t format = logger->format;
+    oxs_log_format_t format = (oxs_log_format_t)atomic_load_explicit(
+        &((oxs_logger_t *)logger)->format, memory_order_relaxed);
     log_line_t line = {.data = log_buffer, .len = 0, .limit = LOG_LINE_MAX - LOG_TAIL_RESERVE};
 
     if (format == OXS_LOG_FORMAT_JSON) {

@@ -8,6 +8,7 @@
 #ifndef OXS_SERVER_LOG_H
 #define OXS_SERVER_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -19,8 +20,8 @@ typedef enum oxs_log_format {
 } oxs_log_format_t;
 
 typedef struct oxs_logger {
-    oxs_log_level_t level;
-    oxs_log_format_t format;
+    _Atomic int level;  /* oxs_log_level_t; changed at run time by POST /v2/logging */
+    _Atomic int format; /* oxs_log_format_t */
     int fd; /* 2 unless a test redirects it */
 } oxs_logger_t;
 
@@ -28,8 +29,13 @@ void oxs_logger_init(oxs_logger_t *logger, oxs_log_level_t level, oxs_log_format
 
 static inline bool oxs_log_enabled(const oxs_logger_t *logger, oxs_log_level_t level)
 {
-    return logger != NULL && level <= logger->level;
+    return logger != NULL &&
+           (int)level <= atomic_load_explicit(&((oxs_logger_t *)logger)->level,
+                                              memory_order_relaxed);
 }
+
+/* Changes the level and format while other threads log. Any thread. */
+void oxs_logger_set(const oxs_logger_t *logger, oxs_log_level_t level, oxs_log_format_t format);
 
 /* Writes one event. request_id and model may be NULL (then they are left out). */
 void oxs_log_write(const oxs_logger_t *logger, oxs_log_level_t level, const char *request_id,

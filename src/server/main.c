@@ -108,7 +108,7 @@ static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logg
     options->warmup_decode = decode_warmup;
     options->log_fn = oxs_log_library_event;
     options->log_user = logger;
-    options->log_level = logger->level;
+    options->log_level = (oxs_log_level_t)atomic_load(&logger->level);
     options->control_mode = cli->control_mode;
     options->stuck_inference_ms = cli->stuck_inference_ms;
     options->stuck_inference_fatal_ms = cli->stuck_inference_fatal_ms;

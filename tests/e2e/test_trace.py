@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Trace context and the trace file.
+"""Trace context, the trace file and logging controls.
 
 A valid W3C traceparent header comes back in the response and its ids go into the request's log
 line; an invalid one is ignored. With --trace-file, each request writes one JSON line whose
-timestamps follow the request's steps in order."""
+timestamps follow the request's steps in order. GET and POST /v2/logging read and change the
+log level and format at run time."""
 import json
 import os
 import sys
@@ -56,6 +57,33 @@ class TraceTest(harness.ServerTestCase):
         times = [traced[step] for step in STEPS]
         self.assertEqual(times, sorted(times), f"steps out of order in {traced}")
         self.assertNotIn("trace_id", by_id["traced-2"], "no trace id without a valid header")
+
+
+class LoggingTest(harness.ServerTestCase):
+    def test_logging_read_and_changed(self):
+        server = self.start_server([os.path.join(harness.test_data_dir(), "scale.onnx")])
+        settings = server.get("/v2/logging").json()
+        self.assertEqual(settings, {"log_file": "", "log_info": True, "log_warning": True,
+                                    "log_error": True, "log_verbose_level": 0,
+                                    "log_format": "json"})
+
+        changed = server.post_json("/v2/logging", {"log_info": False})
+        self.assertStatus(changed, 200, "turning info lines off")
+        self.assertFalse(changed.json()["log_info"], f"settings after the change {changed.json()}")
+        server.get("/v2", headers={"X-Request-ID": "quiet-1"})
+        refused = server.post_json("/v2/logging", {"log_file": "/tmp/elsewhere.log"})
+        self.assertErrorMentions(refused, 400, ["log_file"], "log_file over the network")
+        inconsistent = server.post_json("/v2/logging", {"log_info": True, "log_warning": False})
+        self.assertErrorMentions(inconsistent, 400, ["log_warning"], "info without warnings")
+        unknown = server.post_json("/v2/logging", {"log_colour": "red"})
+        self.assertErrorMentions(unknown, 400, ["log_colour"], "an unknown setting")
+        self.assertStatus(server.post_json("/v2/logging", {"log_info": True}), 200, "info on")
+        server.get("/v2", headers={"X-Request-ID": "loud-1"})
+
+        self.assertIsNotNone(server.wait_for_log(lambda r: r.get("request_id") == "loud-1", 10),
+                             "request line once info is on again")
+        self.assertEqual(server.find_logs(request_id="quiet-1"), [],
+                         "request line while info was off")
 
 
 if __name__ == "__main__":
