@@ -106,6 +106,11 @@ void oxs__metrics_execution(oxs__metrics_t *metrics, int64_t rows);
  * run times (ONNX Runtime's Run), in microseconds, or 0 before the first run. */
 int64_t oxs__metrics_infer_p99_us(oxs__metrics_t *metrics);
 
+/* Writes per-GPU memory and utilization for the GPUs that READY models place instances on,
+ * read through NVML loaded at run time; nothing without NVML or such a GPU (core/gpu.c). */
+void oxs__gpu_write_metrics(oxs_server_t *server, void (*emit)(void *user, const char *line),
+                            void *user);
+
 /* ---- watchdog (core/watchdog.c) ----------------------------------------------------------- */
 
 typedef struct oxs__watchdog oxs__watchdog_t;

@@ -341,6 +341,12 @@ __attribute__((format(printf, 2, 3))) static void emit(const writer_t *w, const 
         w->write(w->user, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+static void emit_line(void *user, const char *line)
+{
+    const writer_t *w = user;
+    w->write(w->user, line, strlen(line));
+}
+
 /* A model version whose metrics a scrape writes. */
 typedef struct scraped {
     const char *name;
@@ -487,6 +493,7 @@ void oxs_server_write_metrics(oxs_server_t *server, oxs_text_fn write, void *use
     emit(&w, "# HELP onnxserve_pending_requests Requests queued or running, over every model.\n");
     emit(&w, "# TYPE onnxserve_pending_requests gauge\n");
     emit(&w, "onnxserve_pending_requests %d\n", oxs_server_pending(server));
+    oxs__gpu_write_metrics(server, emit_line, &w);
 
     for (size_t m = 0; m < count; m++)
         oxs_model_release(held[m]);
