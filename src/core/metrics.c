@@ -432,7 +432,8 @@ void oxs_server_write_metrics(oxs_server_t *server, oxs_text_fn write, void *use
     }
 
     emit(&w, "# HELP onnxserve_requests_total Requests by model, version and outcome: success, "
-             "rejected (queue full), timeout, canceled, invalid or backend.\n");
+             "rejected (queue full, not READY or shutting down), timeout, canceled, invalid or "
+             "backend.\n");
     emit(&w, "# TYPE onnxserve_requests_total counter\n");
     for (size_t m = 0; m < count; m++)
         for (int o = 0; o < OXS__OUTCOME_COUNT; o++)

@@ -313,8 +313,10 @@ static void run_batch(instance_t *instance, batch_t *batch)
     pthread_mutex_lock(&s->lock);
     instance->run_started_us = 0;
     pthread_mutex_unlock(&s->lock);
+    /* A request that cannot batch (rows -1) counts as one inference. */
     if (s->model->metrics != NULL)
-        oxs__metrics_execution(s->model->metrics, batch->rows);
+        oxs__metrics_execution(s->model->metrics,
+                               batch->rows > 0 ? batch->rows : (int64_t)batch->run_count);
     for (size_t i = 0; i < batch->run_count; i++) {
         oxs_request_t *request = batch->run[i];
         request->response.compute_us = ended - started;

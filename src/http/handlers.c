@@ -673,20 +673,32 @@ static void handle_logging_update(oxs__http_exchange_t *exchange)
     }
     if (format_value != NULL) {
         const char *text = json_is_string(format_value) ? json_string_value(format_value) : "";
+        /* Triton's "default" is its readable text format. */
         if (strcmp(text, "json") == 0) {
             format = OXS_LOG_FORMAT_JSON;
-        } else if (strcmp(text, "text") == 0) {
+        } else if (strcmp(text, "text") == 0 || strcmp(text, "default") == 0) {
             format = OXS_LOG_FORMAT_TEXT;
         } else {
-            reply_error(exchange, 400, "log_format: invalid value; expected \"json\" or \"text\"");
+            reply_error(exchange, 400,
+                        "log_format: invalid value; expected \"json\", \"text\" or \"default\" "
+                        "(the same as \"text\")");
             goto done;
         }
     }
-    if (!error || (info && !warning) || (verbose_level > 0 && !info)) {
+    if (!error) {
+        reply_error(exchange, 400, "log_error: errors are always logged; expected true");
+        goto done;
+    }
+    if (info && !warning) {
         reply_error(exchange, 400,
-                    "log levels include each other (error, warning, info, verbose): "
-                    "log_error must stay true, log_warning is needed for log_info, and log_info "
-                    "for log_verbose_level above 0");
+                    "log_warning: false needs log_info false too, since the levels include each "
+                    "other (error, warning, info, verbose)");
+        goto done;
+    }
+    if (verbose_level > 0 && !info) {
+        reply_error(exchange, 400,
+                    "log_verbose_level: above 0 needs log_info true, since the levels include "
+                    "each other (error, warning, info, verbose)");
         goto done;
     }
     level = verbose_level > 0 ? OXS_LOG_DEBUG

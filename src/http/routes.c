@@ -228,7 +228,7 @@ int oxs__http_route_match(oxs__http_method_t method, const char *method_name, co
     segment_t path_segments[MAX_SEGMENTS];
     segment_t pattern_segments[MAX_SEGMENTS];
     size_t path_count = split_path(path, path_len, path_segments);
-    const route_pattern_t *method_mismatch = NULL;
+    bool get_allowed = false, post_allowed = false; /* by routes of this path */
     /* HEAD is served by every GET route. */
     oxs__http_method_t effective = method == OXS__HTTP_HEAD ? OXS__HTTP_GET : method;
 
@@ -244,7 +244,8 @@ int oxs__http_route_match(oxs__http_method_t method, const char *method_name, co
             if (!pattern_matches(pattern_segments, pattern_count, path_segments, path_count))
                 continue;
             if (entry->method != effective) {
-                method_mismatch = entry;
+                get_allowed |= entry->method == OXS__HTTP_GET;
+                post_allowed |= entry->method == OXS__HTTP_POST;
                 continue;
             }
             route->endpoint = entry->endpoint;
@@ -253,11 +254,15 @@ int oxs__http_route_match(oxs__http_method_t method, const char *method_name, co
         }
     }
 
-    if (method_mismatch != NULL) {
-        *allow = method_mismatch->method == OXS__HTTP_GET ? "GET, HEAD" : "POST";
+    if (get_allowed || post_allowed) {
+        *allow = get_allowed && post_allowed ? "GET, HEAD, POST"
+                 : get_allowed               ? "GET, HEAD"
+                                             : "POST";
         snprintf(error, error_size, "method %s is not allowed on path \"%.*s\"; expected %s",
                  method_name, (int)path_len, path,
-                 method_mismatch->method == OXS__HTTP_GET ? "GET or HEAD" : "POST");
+                 get_allowed && post_allowed ? "GET, HEAD or POST"
+                 : get_allowed               ? "GET or HEAD"
+                                             : "POST");
         return 405;
     }
     snprintf(error, error_size, "path \"%.*s\" not found", (int)path_len, path);

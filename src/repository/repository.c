@@ -109,8 +109,10 @@ static uint64_t hash_start(void)
     return UINT64_C(14695981039346656037);
 }
 
-/* Signature of a folder's files (names, sizes, change times and inodes, through SIGNATURE_DEPTH
- * levels of subfolders), independent of the order readdir returns them in. */
+/* Signature of a folder's files (names, sizes, modification times and inodes, through
+ * SIGNATURE_DEPTH levels of subfolders), independent of the order readdir returns them in. The
+ * inode's change time is left out: adding a hard link to a file changes it, and the default
+ * repository's files are hard links that other checkouts link again. */
 static uint64_t folder_signature(const char *path, int depth)
 {
     DIR *dir = open_folder(path);
@@ -128,8 +130,7 @@ static uint64_t folder_signature(const char *path, int depth)
             continue;
         uint64_t hash = hash_bytes(hash_start(), item->d_name, strlen(item->d_name));
         int64_t facts[] = {(int64_t)info.st_size, (int64_t)info.st_mtim.tv_sec,
-                           (int64_t)info.st_mtim.tv_nsec, (int64_t)info.st_ctim.tv_sec,
-                           (int64_t)info.st_ctim.tv_nsec, (int64_t)info.st_ino};
+                           (int64_t)info.st_mtim.tv_nsec, (int64_t)info.st_ino};
         hash = hash_bytes(hash, facts, sizeof(facts));
         if (S_ISDIR(info.st_mode) && depth > 0)
             hash = hash_bytes(hash, &(uint64_t){folder_signature(child, depth - 1)}, 8);

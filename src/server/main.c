@@ -460,6 +460,17 @@ static int run(int argc, char **argv)
     /* A port in use is reported before loading models, which can take long. The listeners
      * themselves open after loading, so clients never reach a half-loaded server. */
     status = oxs_http_check_listen(&http, error, sizeof(error));
+    if (status == OXS_OK && cli.trace_file != NULL) {
+        /* Checked before the models load, which can take long. */
+        FILE *trace = fopen(cli.trace_file, "a");
+        if (trace == NULL) {
+            snprintf(error, sizeof(error), "--trace-file \"%s\" cannot be opened: %s",
+                     cli.trace_file, strerror(errno));
+            status = OXS_ERR_INVALID_ARGUMENT;
+        } else {
+            fclose(trace);
+        }
+    }
     if (status == OXS_OK) {
         if (!load_models(&logger, &cli, server))
             goto cleanup;
@@ -470,6 +481,7 @@ static int run(int argc, char **argv)
         oxs_log_field_t fields[] = {
             OXS_LOG_STR("host", cli.host),
             OXS_LOG_NUM("http_port", cli.http_port),
+            OXS_LOG_NUM("metrics_port", cli.metrics_port),
             OXS_LOG_STR("status", oxs_status_name(status)),
             OXS_LOG_STR("error", error),
         };

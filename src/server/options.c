@@ -504,6 +504,13 @@ bool oxs_cli_parse(oxs_cli_options_t *options, int argc, char **argv, char *erro
                  oxs_control_mode_name(options->control_mode));
         return false;
     }
+    if (options->metrics_port > 0 && options->metrics_port == options->http_port) {
+        snprintf(error, error_size,
+                 "--metrics-port %d is the --http-port too; give them different ports, or "
+                 "--metrics-on-http-port true with --metrics-port -1 to serve both on one",
+                 options->metrics_port);
+        return false;
+    }
     if (options->load_models.count > 0 && options->control_mode != OXS_CONTROL_EXPLICIT) {
         snprintf(error, error_size,
                  "--load-model \"%s\" needs --model-control-mode explicit; in mode %s every "
