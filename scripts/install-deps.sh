@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libuv1-dev libhttp-parser-dev libyajl-dev libcmocka-dev libjansson-dev
+  libuv1-dev libhttp-parser-dev libyajl-dev libcmocka-dev libjansson-dev zlib1g-dev
   python3-onnx python3-numpy libonnx-testdata imagemagick fonts-dejavu-core
   clang libclang-rt-14-dev
   openssl curl

@@ -12,6 +12,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <zlib.h>
+
 #include "codec/json.h"
 #include "common/buf.h"
 #include "http/handlers.h"
@@ -30,6 +32,8 @@
 #define MAX_PENDING_WHILE_BUSY (64 * 1024) /* pipelined bytes read while a request runs */
 #define MAX_LOGGED_ERROR_BYTES 4096
 #define TRACEPARENT_LEN 55 /* "00-" + 32 + "-" + 16 + "-" + 2 */
+#define MAX_ENCODING_BYTES 32 /* Content-Encoding's value */
+#define INFLATE_CHUNK (64 * 1024)
 
 static const char continue_response[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -47,6 +51,7 @@ typedef enum header_kind {
     HEADER_BINARY_TENSORS, /* Inference-Header-Content-Length: the KServe binary extension */
     HEADER_TIMEOUT,        /* X-Request-Timeout-Ms: the request's queue deadline */
     HEADER_TRACEPARENT,    /* W3C Trace Context's traceparent */
+    HEADER_CONTENT_ENCODING, /* gzip or deflate request bodies */
 } header_kind_t;
 
 struct oxs__http_session {
@@ -86,6 +91,8 @@ struct oxs__http_session {
     oxs_buf_t timeout_header; /* X-Request-Timeout-Ms's value */
     bool timeout_header_seen;
     oxs_buf_t traceparent_header;
+    oxs_buf_t encoding_header; /* Content-Encoding's value */
+    oxs_buf_t inflated;        /* the decompressed body of a gzip or deflate request */
     char traceparent[TRACEPARENT_LEN + 1]; /* a valid traceparent, or "" */
     oxs_response_times_t times; /* of the inference, for the trace file */
     const char *method_name;
@@ -269,6 +276,7 @@ static void reset_request(oxs__http_session_t *session)
     session->timeout_header_seen = false;
     oxs_buf_reset(&session->traceparent_header);
     session->traceparent[0] = '\0';
+    oxs_buf_reset(&session->encoding_header);
     oxs_buf_reset(&session->model);
     oxs_buf_reset(&session->error);
     session->header = HEADER_OTHER;
@@ -357,6 +365,8 @@ static header_kind_t classify_header(oxs_buf_t *name)
         return HEADER_TIMEOUT;
     if (name->len == 11 && strncasecmp(name->data, "traceparent", 11) == 0)
         return HEADER_TRACEPARENT;
+    if (name->len == 16 && strncasecmp(name->data, "content-encoding", 16) == 0)
+        return HEADER_CONTENT_ENCODING;
     return HEADER_OTHER;
 }
 
@@ -381,6 +391,8 @@ static int on_header_value(void *user, const char *at, size_t len)
             session->timeout_header_seen = true;
         } else if (session->header == HEADER_TRACEPARENT) {
             oxs_buf_reset(&session->traceparent_header);
+        } else if (session->header == HEADER_CONTENT_ENCODING) {
+            oxs_buf_reset(&session->encoding_header);
         }
     }
     if (session->header == HEADER_REQUEST_ID)
@@ -393,6 +405,8 @@ static int on_header_value(void *user, const char *at, size_t len)
         oxs_buf_append(&session->timeout_header, at, len);
     else if (session->header == HEADER_TRACEPARENT)
         oxs_buf_append(&session->traceparent_header, at, len);
+    else if (session->header == HEADER_CONTENT_ENCODING)
+        oxs_buf_append(&session->encoding_header, at, len);
     return 0;
 }
 
@@ -661,6 +675,98 @@ static void send_early_error(oxs__http_session_t *session)
 /* ------------------------------------------------------------------------------------------ */
 /* Dispatch */
 
+/* Decompresses a gzip or deflate body into session->inflated, stopping as soon as the output
+ * passes the body limit, so a small compressed bomb is never inflated in full. Returns 0 with
+ * *body and *body_len set (the body as received without Content-Encoding or with "identity"),
+ * or the HTTP status of an error written into error. */
+static int decode_body(oxs__http_session_t *session, const char **body, size_t *body_len,
+                       char *error, size_t error_size)
+{
+    const oxs_buf_t *header = &session->encoding_header;
+    size_t limit = session->ctx->max_request_bytes;
+    int window_bits;
+
+    *body = session->body.data ? session->body.data : "";
+    *body_len = session->body.len;
+    if (header->len == 0 && !header->failed)
+        return 0;
+    /* Trim spaces; one coding only. */
+    const char *value = header->data ? header->data : "";
+    size_t len = header->len;
+    while (len > 0 && (value[0] == ' ' || value[0] == '\t'))
+        value++, len--;
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    if (len == 8 && strncasecmp(value, "identity", 8) == 0)
+        return 0;
+    if ((len == 4 && strncasecmp(value, "gzip", 4) == 0) ||
+        (len == 6 && strncasecmp(value, "x-gzip", 6) == 0)) {
+        window_bits = 15 + 16;
+    } else if (len == 7 && strncasecmp(value, "deflate", 7) == 0) {
+        window_bits = 15; /* the zlib format, as HTTP's deflate is */
+    } else {
+        snprintf(error, error_size,
+                 "Content-Encoding \"%.*s\" is not supported; expected gzip, deflate or identity",
+                 header->failed ? 32 : (int)len, value);
+        return 415;
+    }
+
+    z_stream stream;
+    memset(&stream, 0, sizeof(stream));
+    if (inflateInit2(&stream, window_bits) != Z_OK) {
+        snprintf(error, error_size, "out of memory while decompressing the request body");
+        return 500;
+    }
+    oxs_buf_t *out = &session->inflated;
+    oxs_buf_reset(out);
+    stream.next_in = (Bytef *)*body;
+    stream.avail_in = (uInt)*body_len;
+    int rc = Z_OK, status = 0;
+    while (rc != Z_STREAM_END) {
+        /* One byte past the limit shows that the body is too large. */
+        size_t room = limit + 1 - out->len;
+        size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
+        if (chunk == 0 || !oxs_buf_reserve(out, chunk)) {
+            snprintf(error, error_size,
+                     "the decompressed request body is larger than %zu bytes "
+                     "(--max-request-bytes)",
+                     limit);
+            status = 413;
+            break;
+        }
+        stream.next_out = (Bytef *)out->data + out->len;
+        stream.avail_out = (uInt)chunk;
+        rc = inflate(&stream, Z_NO_FLUSH);
+        out->len += chunk - stream.avail_out;
+        if (out->len > limit) {
+            snprintf(error, error_size,
+                     "the decompressed request body is larger than %zu bytes "
+                     "(--max-request-bytes)",
+                     limit);
+            status = 413;
+            break;
+        }
+        if (rc == Z_STREAM_END)
+            break;
+        if (rc != Z_OK || (stream.avail_in == 0 && stream.avail_out != 0)) {
+            snprintf(error, error_size,
+                     "the request body is not valid %.*s data (%s)", (int)len, value,
+                     stream.msg != NULL ? stream.msg
+                     : rc == Z_OK       ? "it ends before the compressed stream does"
+                                        : "invalid data");
+            status = 400;
+            break;
+        }
+    }
+    inflateEnd(&stream);
+    if (status != 0)
+        return status;
+    oxs_buf_cstr(out);
+    *body = out->data;
+    *body_len = out->len;
+    return 0;
+}
+
 /* Reads a header value of digits only into *out. */
 static bool parse_digits(const oxs_buf_t *value, uint64_t *out)
 {
@@ -772,14 +878,22 @@ static void dispatch(oxs__http_session_t *session)
         return;
     }
 
+    const char *body = NULL;
+    size_t body_len = 0;
+    status = decode_body(session, &body, &body_len, error, sizeof(error));
+    if (status != 0) {
+        send_error(session, status, error);
+        return;
+    }
+
     oxs__http_exchange_t exchange = {
         .json_len = json_len,
         .timeout_ms = timeout_ms,
         .ctx = session->ctx,
         .session = session,
         .route = &route,
-        .body = session->body.data ? session->body.data : "",
-        .body_len = session->body.len,
+        .body = body,
+        .body_len = body_len,
         .request_id = session->request_id,
         .out = &session->out,
         .error = &session->error,
@@ -800,7 +914,7 @@ static void dispatch(oxs__http_session_t *session)
 /* Frees buffers that grew large for one request, so idle connections stay small. */
 static void trim_buffers(oxs__http_session_t *session)
 {
-    oxs_buf_t *buffers[] = {&session->body, &session->out};
+    oxs_buf_t *buffers[] = {&session->body, &session->out, &session->inflated};
 
     for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++) {
         if (buffers[i]->cap > KEEP_BUFFER_BYTES) {
@@ -901,6 +1015,9 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
     oxs_buf_init(&session->binary_header, MAX_BINARY_HEADER_BYTES);
     oxs_buf_init(&session->timeout_header, MAX_BINARY_HEADER_BYTES);
     oxs_buf_init(&session->traceparent_header, TRACEPARENT_LEN + 8);
+    oxs_buf_init(&session->encoding_header, MAX_ENCODING_BYTES);
+    /* One byte over the limit, which decode_body needs to see that a body is too large. */
+    oxs_buf_init(&session->inflated, ctx->max_request_bytes + 1);
     oxs_buf_init(&session->head, 0);
     oxs_buf_init(&session->out, 0);
     oxs_buf_init(&session->model, MAX_MODEL_NAME_BYTES);
@@ -1058,6 +1175,8 @@ static void session_free(oxs__http_session_t *session)
     oxs_buf_free(&session->binary_header);
     oxs_buf_free(&session->timeout_header);
     oxs_buf_free(&session->traceparent_header);
+    oxs_buf_free(&session->encoding_header);
+    oxs_buf_free(&session->inflated);
     oxs_buf_free(&session->head);
     oxs_buf_free(&session->out);
     oxs_buf_free(&session->model);
