@@ -28,6 +28,7 @@ typedef struct oxs_http_config {
     int metrics_port;            /* GET /metrics only; 0 picks a free port, -1: none */
     bool metrics_on_http_port;   /* also serve GET /metrics on port */
     const char *trace_file;      /* one JSON line of timestamps per request, or NULL */
+    int max_connections;         /* open connections on every port; past it new ones close */
 } oxs_http_config_t;
 
 typedef struct oxs_http_frontend oxs_http_frontend_t;

@@ -367,6 +367,18 @@ static void listener_on_connection(uv_stream_t *stream, int status)
         connection_close(conn);
         return;
     }
+    /* The count includes this connection. Other loops' counts are read without a lock, so
+     * connections accepted at the same moment on several loops may pass the limit by a few. */
+    int max = loop->frontend->config.max_connections;
+    if (max > 0 && oxs_http_open_connections(loop->frontend) > max) {
+        if (oxs_log_enabled(logger, OXS_LOG_WARN)) {
+            oxs_log_field_t fields[] = {OXS_LOG_NUM("max_connections", max)};
+            oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL,
+                          "connection closed: --max-connections reached", fields, 1);
+        }
+        connection_close(conn);
+        return;
+    }
     conn->session = oxs__http_session_create(&loop->ctx, &session_io, conn);
     if (conn->session == NULL) {
         connection_close(conn);
@@ -475,17 +487,37 @@ static void loop_free(io_loop_t *loop)
 /* ------------------------------------------------------------------------------------------ */
 /* Sockets */
 
-static void raise_open_file_limit(const oxs_logger_t *logger)
+/* Descriptors kept for listeners, model files and logs beside the connections. */
+#define SPARE_DESCRIPTORS 64
+
+/* Raises the open-file limit to its hard limit, and warns when that is still too low for
+ * max_connections connections. */
+static void raise_open_file_limit(const oxs_logger_t *logger, int max_connections)
 {
     struct rlimit limit;
 
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max)
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
         return;
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0 && oxs_log_enabled(logger, OXS_LOG_WARN)) {
-        oxs_log_field_t fields[] = {OXS_LOG_STR("error", strerror(errno))};
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0 && oxs_log_enabled(logger, OXS_LOG_WARN)) {
+            oxs_log_field_t fields[] = {OXS_LOG_STR("error", strerror(errno))};
+            oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL,
+                          "failed to raise the open file limit to its hard limit", fields, 1);
+        }
+        getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (max_connections > 0 &&
+        limit.rlim_cur < (rlim_t)max_connections + SPARE_DESCRIPTORS &&
+        oxs_log_enabled(logger, OXS_LOG_WARN)) {
+        oxs_log_field_t fields[] = {
+            OXS_LOG_NUM("open_file_limit", (int64_t)limit.rlim_cur),
+            OXS_LOG_NUM("max_connections", max_connections),
+        };
         oxs_log_write(logger, OXS_LOG_WARN, NULL, NULL,
-                      "failed to raise the open file limit to its hard limit", fields, 1);
+                      "the open file limit is below --max-connections plus 64; raise it (ulimit "
+                      "-n) or connections past it fail",
+                      fields, 2);
     }
 }
 
@@ -775,7 +807,7 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
         frontend->loops[i] = loop;
     }
 
-    raise_open_file_limit(logger);
+    raise_open_file_limit(logger, config->max_connections);
     if (config->trace_file != NULL &&
         (status = oxs__http_trace_open(config->trace_file, &frontend->trace, error,
                                        error_size)) != OXS_OK)

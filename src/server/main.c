@@ -456,6 +456,7 @@ static int run(int argc, char **argv)
         .metrics_port = cli.metrics_port,
         .metrics_on_http_port = cli.metrics_on_http_port,
         .trace_file = cli.trace_file,
+        .max_connections = cli.max_connections,
     };
     /* A port in use is reported before loading models, which can take long. The listeners
      * themselves open after loading, so clients never reach a half-loaded server. */

@@ -118,6 +118,12 @@ static const cli_option_t cli_table[] = {
     {.name = "metrics-on-http-port", .key = "metrics_on_http_port", .type = CLI_BOOL,
      .offset = FIELD(metrics_on_http_port), .default_text = "false", .metavar = "BOOL",
      .help = "Also serve GET /metrics on the HTTP port."},
+    {.name = "max-connections", .key = "max_connections", .type = CLI_INT,
+     .offset = FIELD(max_connections), .default_text = "4096", .min = 1, .max = 1000000,
+     .metavar = "N", .unit = "connections",
+     .help = "Open connections on every port together. A connection past it is closed at once "
+             "and logged. The server raises its open-file limit to its hard limit and warns "
+             "when that is below N plus 64."},
     {.name = "http-threads", .key = "http_threads", .type = CLI_INT,
      .offset = FIELD(http_threads), .default_text = "1", .min = 1, .max = 1024, .metavar = "N",
      .unit = "threads", .help = "HTTP I/O threads, each running one event loop."},

@@ -35,6 +35,7 @@ typedef struct oxs_cli_options {
     int metrics_port;           /* -1: off */
     bool metrics_on_http_port;
     int http_threads;
+    int max_connections;
     int workers;
     int queue_size;
     int intra_op_threads;

@@ -371,7 +371,7 @@ static void log_fields_cover_flags(void **state)
 
     /* Every flag except --help and --version, plus model_file; the five unset strings and
      * lists are left out. */
-    assert_int_equal(count, 27 + 1 - 5);
+    assert_int_equal(count, 28 + 1 - 5);
     assert_string_equal(find_field(fields, count, "model_file")->str, "x.onnx");
     assert_string_equal(find_field(fields, count, "host")->str, "127.0.0.1");
     assert_null(find_field(fields, count, "http_port")->str);
