@@ -126,6 +126,32 @@ class ThreadCountTest(harness.ServerTestCase):
         self.assertStatus(response, 200, "infer after the held connections closed")
         self.assertThreadCount("after the held connections closed")
 
+    def wait_for_gauges(self, pending, queued, timeout=60.0):
+        """Wait until the metrics show pending requests in all and queued ones in slow's queue,
+        read from the metrics port instead of guessing how long the requests take to arrive."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            connection = http.client.HTTPConnection(harness.HOST, self.server.metrics_port,
+                                                    timeout=30)
+            try:
+                connection.request("GET", "/metrics")
+                text = connection.getresponse().read().decode()
+            finally:
+                connection.close()
+            values = {}
+            for line in text.splitlines():
+                if line.startswith("onnxserve_pending_requests "):
+                    values["pending"] = int(float(line.split()[1]))
+                elif line.startswith('onnxserve_queued_requests{model="slow"'):
+                    values["queued"] = int(float(line.split()[1]))
+            seen = values
+            if values.get("pending") == pending and values.get("queued") == queued:
+                return
+            time.sleep(0.05)
+        self.fail(f"timed out waiting for {pending} pending and {queued} queued requests; "
+                  f"last seen {seen}")
+
     def test_full_queue_rejected_at_once(self):
         self.assertThreadCount("idle after start")
         rounds = harness.calibrate_slow_rounds(self.server, 3.0)
@@ -133,11 +159,11 @@ class ThreadCountTest(harness.ServerTestCase):
         running = [Requester(self.server, body, f"run-{i}") for i in range(PER_MODEL)]
         for requester in running:
             requester.start()
-        time.sleep(0.7)
+        self.wait_for_gauges(pending=PER_MODEL, queued=0)
         queued = [Requester(self.server, body, f"queued-{i}") for i in range(QUEUE_SIZE)]
         for requester in queued:
             requester.start()
-        time.sleep(0.7)
+        self.wait_for_gauges(pending=PER_MODEL + QUEUE_SIZE, queued=QUEUE_SIZE)
 
         # The slow model's instances busy and its queue full: each extra request for it must get
         # 503 at once, while another model still serves requests.
