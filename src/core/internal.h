@@ -102,12 +102,12 @@ void oxs__metrics_finished(oxs__metrics_t *metrics, const oxs_response_t *respon
 /* Counts one run of the model over rows rows. Instance thread. */
 void oxs__metrics_execution(oxs__metrics_t *metrics, int64_t rows);
 
-/* Returns the upper bound of the histogram bucket that holds the 99th percentile of the model's
- * run times (ONNX Runtime's Run), in microseconds, or 0 before the first run. */
+/* Returns the upper bound, in microseconds, of the histogram bucket that contains the 99th
+ * percentile of the model's run times (ONNX Runtime's Run), or 0 before the first run. */
 int64_t oxs__metrics_infer_p99_us(oxs__metrics_t *metrics);
 
 /* Writes per-GPU memory and utilization for the GPUs that READY models place instances on,
- * read through NVML loaded at run time; nothing without NVML or such a GPU (core/gpu.c). */
+ * read through NVML loaded at run time (core/gpu.c). Writes nothing without NVML or such a GPU. */
 void oxs__gpu_write_metrics(oxs_server_t *server, void (*emit)(void *user, const char *line),
                             void *user);
 

@@ -422,9 +422,9 @@ static bool lower_hex(const char *text, size_t len, bool *all_zero)
     return true;
 }
 
-/* Keeps the traceparent header when it is a valid version 00 value,
- * "00-" 32 hex digits "-" 16 hex digits "-" 2 hex digits, with ids that are not all zero. An
- * invalid one is ignored, as W3C Trace Context asks of a receiver. */
+/* Keeps the traceparent header when it is a valid version 00 value: "00-", 32 hex digits, "-",
+ * 16 hex digits, "-" and 2 hex digits, with ids that are not all zero. W3C Trace Context
+ * requires a receiver to ignore an invalid one. */
 static void choose_traceparent(oxs__http_session_t *session)
 {
     const oxs_buf_t *header = &session->traceparent_header;

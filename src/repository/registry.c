@@ -535,8 +535,8 @@ oxs_status_t oxs_server_get_model(oxs_server_t *server, const char *name, int64_
         if (version != 0) {
             found = oxs__entry_record(entry, version);
         } else {
-            /* The highest READY version, else the highest one, whose state tells the caller why
-             * it cannot serve. */
+            /* The highest READY version, else the highest one, so that the caller can report
+             * its state. */
             for (size_t i = entry->count; i-- > 0 && found == NULL;)
                 if (atomic_load(&entry->records[i]->state) == OXS_MODEL_READY)
                     found = entry->records[i];

@@ -62,10 +62,10 @@ oxs_model_t *oxs__model_create(oxs_server_t *server, const char *name, int64_t v
 oxs_model_t *oxs__model_stub(oxs_server_t *server, const char *name, int64_t version,
                              oxs_model_state_t state, const char *reason, bool dormant);
 
-/* Loads model from the ONNX file at path with the config.json text (NULL: none; config_file
- * names it in messages), builds its scheduler and warms it up, then makes it READY. On
- * failure it is UNAVAILABLE with the reason (the error, paths removed), marked failed, and the
- * failure is logged. */
+/* Loads model from the ONNX file at path with the config.json text (NULL: none), which
+ * config_file names in messages. Builds its scheduler, warms it up and makes it READY. On
+ * failure the model is UNAVAILABLE with the error (paths removed) as reason, marked failed,
+ * and the failure is logged. */
 oxs_status_t oxs__model_load(oxs_model_t *model, const char *path, const char *config_text,
                              size_t config_len, const char *config_file, char *error,
                              size_t error_size);

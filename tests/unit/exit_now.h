@@ -1,6 +1,6 @@
 /*
  * Exit for unit tests that run ONNX Runtime. ONNX Runtime 1.29 leaves a thread running after its
- * environment is released, and that thread can read static data that exit handlers free:
+ * environment is released, and that thread can read static data that exit handlers free.
  * AddressSanitizer reported it as a use after free inside libonnxruntime in about one run in
  * six of test_core under parallel load. The tests free everything they own before main
  * returns, so they end with _exit, after the leak check that exit would have run.

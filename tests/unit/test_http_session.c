@@ -696,7 +696,7 @@ static void test_traceparent_echoed_when_valid(void **state)
     assert_int_equal(all.items[0].status, 200);
     assert_string_equal(all.items[0].traceparent, valid);
     free_responses(&all);
-    /* An invalid value is ignored, as W3C Trace Context asks: no error and no echo. */
+    /* W3C Trace Context requires an invalid value to be ignored: no error and no echo. */
     for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
         snprintf(request, sizeof(request), "GET /v2 HTTP/1.1\r\nTraceparent: %s\r\n\r\n",
                  invalid[i]);

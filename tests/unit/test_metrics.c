@@ -16,6 +16,7 @@
 
 #include "exit_now.h"
 #include "onnxserve.h"
+#include "wait_response.h"
 
 static oxs_server_t *server;
 static oxs_model_t *scale;
@@ -46,21 +47,6 @@ static int teardown(void **state)
     return 0;
 }
 
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t done;
-    oxs_response_t *response;
-} waiter_t;
-
-static void on_complete(void *user, oxs_response_t *response)
-{
-    waiter_t *waiter = user;
-    pthread_mutex_lock(&waiter->lock);
-    waiter->response = response;
-    pthread_cond_signal(&waiter->done);
-    pthread_mutex_unlock(&waiter->lock);
-}
-
 /* Runs one request on scale; rows sets dim 0, and a wrong second dim makes it invalid. Returns
  * the status of the submit or of the response. */
 static oxs_status_t run_request(int64_t rows, int64_t columns)
@@ -81,16 +67,13 @@ static oxs_status_t run_request(int64_t rows, int64_t columns)
         return status;
     }
     memset(data, 0, bytes);
-    waiter_t waiter = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL};
+    waiter_t waiter = WAITER_INIT;
     status = oxs_request_submit(request, on_complete, &waiter, error, sizeof(error));
     if (status != OXS_OK) {
         oxs_request_destroy(request);
         return status;
     }
-    pthread_mutex_lock(&waiter.lock);
-    while (waiter.response == NULL)
-        pthread_cond_wait(&waiter.done, &waiter.lock);
-    pthread_mutex_unlock(&waiter.lock);
+    wait_response(&waiter);
     status = oxs_response_status(waiter.response);
     oxs_response_destroy(waiter.response);
     return status;

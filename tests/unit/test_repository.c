@@ -1,6 +1,6 @@
 /*
- * Unit tests of model repositories through the library API: version policies, rescans that
- * replace a version while a request still uses the old one, unloads that wait for their last
+ * Unit tests of model repositories through the library API. They cover version policies, rescans
+ * that replace a version while a request still uses the old one, unloads that wait for their last
  * request, duplicate names, links that leave a repository, name checks, and load and unload
  * cycles that give back every allocation. Repositories are built in temporary folders from the
  * models of tests/tools/make_models.py ($ONNXSERVE_TEST_DATA).
@@ -22,6 +22,7 @@
 
 #include "exit_now.h"
 #include "onnxserve.h"
+#include "wait_response.h"
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
@@ -171,21 +172,6 @@ static int state_of(oxs_server_t *server, const char *name, int64_t version, cha
 
 /* ---- inference on a retained model ----------------------------------------------------------- */
 
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t done;
-    oxs_response_t *response;
-} waiter_t;
-
-static void on_complete(void *user, oxs_response_t *response)
-{
-    waiter_t *waiter = user;
-    pthread_mutex_lock(&waiter->lock);
-    waiter->response = response;
-    pthread_cond_signal(&waiter->done);
-    pthread_mutex_unlock(&waiter->lock);
-}
-
 /* Runs scale (y = 2x + 1 on x [1, 4]) on model and returns y[0] for x = 1, 2, 3, 4. */
 static float run_scale(oxs_server_t *server, oxs_model_t *model)
 {
@@ -201,13 +187,10 @@ static float run_scale(oxs_server_t *server, oxs_model_t *model)
     const float x[4] = {1, 2, 3, 4};
     memcpy(data, x, sizeof(x));
 
-    waiter_t waiter = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL};
+    waiter_t waiter = WAITER_INIT;
     assert_int_equal(oxs_request_submit(request, on_complete, &waiter, error, sizeof(error)),
                      OXS_OK);
-    pthread_mutex_lock(&waiter.lock);
-    while (waiter.response == NULL)
-        pthread_cond_wait(&waiter.done, &waiter.lock);
-    pthread_mutex_unlock(&waiter.lock);
+    wait_response(&waiter);
     assert_int_equal(oxs_response_status(waiter.response), OXS_OK);
     oxs_tensor_view_t view;
     assert_int_equal(oxs_response_output(waiter.response, 0, &view), OXS_OK);
