@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Compressed request bodies (Content-Encoding: gzip and deflate).
 
-A gzip or deflate body gives the same answer as the plain one. The decompressed size is capped
+A gzip or deflate body gets the same response as the plain one. The decompressed size is capped
 by --max-request-bytes: a small compressed body that inflates past it gets 413 without being
 inflated in full, and the server serves normally right after. Corrupt data gets 400 and an
 unknown coding 415."""
