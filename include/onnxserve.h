@@ -149,6 +149,20 @@ typedef enum oxs_control_mode {
 /* Returns "none", "poll" or "explicit". */
 const char *oxs_control_mode_name(oxs_control_mode_t mode);
 
+/* Caps on what one request may contain. Each is checked before memory is taken for the part it
+ * limits, and a request past one fails with a message that names the limit by the onnxserve
+ * flag that sets it (field max_x is flag --max-x). Sizes fail with OXS_ERR_TOO_LARGE, counts
+ * and nesting with OXS_ERR_INVALID_ARGUMENT. */
+typedef struct oxs_limits {
+    size_t max_tensor_bytes;    /* one input tensor's data (BYTES: with 4-byte length prefixes) */
+    size_t max_tensor_elements; /* elements of one input tensor */
+    int max_tensor_rank;        /* dims of one input tensor, 0 to OXS_MAX_DIMS */
+    int max_inputs;             /* inputs of one request */
+    int max_outputs;            /* outputs one request names */
+    size_t max_bytes_element;   /* one element of a BYTES tensor, in bytes */
+    int max_json_depth;         /* nested objects and arrays in a JSON request body */
+} oxs_limits_t;
+
 typedef struct oxs_options {
     int workers;               /* instances of each model without an instance_group, >= 1 */
     int queue_size;            /* requests that may wait in each model's queue, >= 1 */
@@ -157,7 +171,7 @@ typedef struct oxs_options {
     int enable_mem_arena;      /* ONNX Runtime CPU memory arena, 0 or 1 */
     int enable_mem_pattern;    /* ONNX Runtime memory pattern planning, 0 or 1 */
     const char *optimized_model_dir; /* folder for optimized model files, or NULL */
-    size_t max_tensor_bytes;   /* cap on one input tensor's data, in bytes */
+    oxs_limits_t limits;
     oxs_allocator_t allocator; /* all zero: the C library's malloc, realloc and free */
     oxs_warmup_decode_fn warmup_decode; /* NULL: config.json may only use "warmup": "random" */
     void *warmup_user;
@@ -174,9 +188,16 @@ typedef struct oxs_options {
 } oxs_options_t;
 
 /* Fills options with the defaults: 1 worker, a queue of 128 requests, 1 intra-op thread,
- * all graph optimizations, memory arena and pattern on, 256 MiB per input tensor, malloc,
- * control mode none, a scan every 15 seconds in poll mode. */
+ * all graph optimizations, memory arena and pattern on, malloc, control mode none, a scan every
+ * 15 seconds in poll mode, and the limits of oxs_limits_init. */
 void oxs_options_init(oxs_options_t *options);
+
+/* Fills limits with the defaults: 256 MiB and 64 Mi elements per input tensor, rank 8, 256
+ * inputs and 256 outputs per request, 16 MiB per BYTES element, JSON nested 32 levels deep. */
+void oxs_limits_init(oxs_limits_t *limits);
+
+/* Returns the limits of the server that request belongs to. */
+const oxs_limits_t *oxs_request_limits(const oxs_request_t *request);
 
 /* ---------------------------------------------------------------------------------------------
  * Server context.

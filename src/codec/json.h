@@ -17,9 +17,6 @@
 #include "common/buf.h"
 #include "onnxserve.h"
 
-/* Maximum nesting depth accepted in a request body. */
-#define OXS_JSON_MAX_DEPTH 64
-
 /* How the reply to an infer request carries each output, decided by the request. Lives in the
  * request's scratch memory, so it stays valid until the response is destroyed. */
 typedef struct oxs_json_reply {

@@ -397,9 +397,19 @@ static int start_tensor(decoder_t *d)
     input_state_t *in = &d->in;
     /* BYTES: the recorded strings give the size, a 4-byte length and the bytes of each. */
     size_t strings_size = 0;
-    for (size_t i = 0; in->datatype == OXS_DT_BYTES && i < in->token_count; i++)
-        if (in->tokens[i].kind == VALUE_STRING)
-            strings_size += 4 + (size_t)in->tokens[i].len;
+    size_t max_element = oxs_request_limits(d->request)->max_bytes_element;
+    size_t element = 0;
+    for (size_t i = 0; in->datatype == OXS_DT_BYTES && i < in->token_count; i++) {
+        if (in->tokens[i].kind != VALUE_STRING)
+            continue;
+        if ((size_t)in->tokens[i].len > max_element)
+            return fail(d, OXS_ERR_TOO_LARGE,
+                        "input \"%s\": BYTES element %zu has %zu bytes, more than the limit of "
+                        "%zu set by --max-bytes-element",
+                        in->name, element, (size_t)in->tokens[i].len, max_element);
+        strings_size += 4 + (size_t)in->tokens[i].len;
+        element++;
+    }
     size_t byte_size = 0;
     oxs_status_t status = oxs__codec_add_input(d->request, in->name, in->name_len, in->datatype,
                                                in->shape, in->rank, strings_size, &in->buffer,
@@ -1395,9 +1405,9 @@ static int cb_map_key(void *context, const unsigned char *key, size_t len)
 static int open_container(decoder_t *d, value_kind_t kind)
 {
     /* yajl keeps its own nesting on a heap stack without a limit, so the limit is ours. */
-    if (++d->depth > OXS_JSON_MAX_DEPTH)
-        return fail(d, OXS_ERR_INVALID_ARGUMENT,
-                    "request body: nesting is deeper than %d levels", OXS_JSON_MAX_DEPTH);
+    int max_depth = oxs_request_limits(d->request)->max_json_depth;
+    if (++d->depth > max_depth)
+        return fail(d, OXS_ERR_INVALID_ARGUMENT, OXS__JSON_DEPTH_ERROR, max_depth);
     if (d->skip_depth > 0) {
         d->skip_depth++;
         return 1;

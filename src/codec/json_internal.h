@@ -17,6 +17,11 @@
 /* Maximum bytes of a value quoted in an error message; longer values are cut and end in "...". */
 #define OXS__JSON_QUOTE_MAX 40
 
+/* Error for a body nested deeper than the --max-json-depth limit; takes the limit as an int. */
+#define OXS__JSON_DEPTH_ERROR                                                                   \
+    "request body: objects and arrays nest deeper than the limit of %d levels set by "         \
+    "--max-json-depth"
+
 /* A bounded text builder over the caller's error buffer: appends that do not fit are cut. */
 typedef struct oxs__msg {
     char *text;

@@ -250,8 +250,9 @@ static int on_scalar(predict_decoder_t *d, const char *type, const char *text, s
 
 static int on_start(predict_decoder_t *d, bool is_array)
 {
-    if (++d->depth > OXS_JSON_MAX_DEPTH)
-        return fail(d, "request body: nesting is deeper than %d levels", OXS_JSON_MAX_DEPTH);
+    int max_depth = oxs_request_limits(d->request)->max_json_depth;
+    if (++d->depth > max_depth)
+        return fail(d, OXS__JSON_DEPTH_ERROR, max_depth);
 
     switch (d->where) {
     case PREDICT_START:

@@ -12,9 +12,11 @@
 
 /* Counts the length-prefixed BYTES elements that fill data exactly; returns false when the
  * last one does not fit. */
-static bool count_bytes_elements(const unsigned char *data, size_t len, size_t *count)
+static bool count_bytes_elements(const unsigned char *data, size_t len, size_t *count,
+                                 size_t *largest)
 {
     size_t at = 0, n = 0;
+    *largest = 0;
     while (at < len) {
         if (len - at < 4)
             return false;
@@ -22,6 +24,8 @@ static bool count_bytes_elements(const unsigned char *data, size_t len, size_t *
         at += 4;
         if (size > len - at)
             return false;
+        if (size > *largest)
+            *largest = size;
         at += size;
         n++;
     }
@@ -78,11 +82,19 @@ oxs_status_t oxs_raw_decode_infer(oxs_request_t *request, const char *body, size
     size_t count = 0;
     size_t element_size = oxs_datatype_size(info->datatype);
     if (info->datatype == OXS_DT_BYTES) {
-        if (!count_bytes_elements((const unsigned char *)body, len, &count)) {
+        size_t largest = 0;
+        size_t max_element = oxs_request_limits(request)->max_bytes_element;
+        if (!count_bytes_elements((const unsigned char *)body, len, &count, &largest)) {
             oxs__msg_printf(&msg, "input \"%s\": the %zu-byte body does not end with a whole "
                             "BYTES element (a 4-byte little-endian length, then its bytes)",
                             info->name, len);
             return OXS_ERR_INVALID_ARGUMENT;
+        }
+        if (largest > max_element) {
+            oxs__msg_printf(&msg, "input \"%s\": a BYTES element has %zu bytes, more than the "
+                            "limit of %zu set by --max-bytes-element",
+                            info->name, largest, max_element);
+            return OXS_ERR_TOO_LARGE;
         }
     } else if (element_size == 0) {
         oxs__msg_printf(&msg, "input \"%s\": the model's type %s is not supported", info->name,

@@ -171,8 +171,13 @@ static oxs_status_t check_input(oxs_request_t *request, const char *name, size_t
                                 int *index_out, size_t *count_out, char *error, size_t error_size)
 {
     const oxs_model_t *model = request->model;
+    const oxs_limits_t *limits = &request->server->options.limits;
     char got[256], expected[256];
 
+    if (request->input_count >= (size_t)limits->max_inputs)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "request has more than %d inputs, the limit set by --max-inputs",
+                         limits->max_inputs);
     int index = oxs_model_find_input(model, name, name_len);
     if (index < 0) {
         char names[512];
@@ -203,6 +208,11 @@ static oxs_status_t check_input(oxs_request_t *request, const char *name, size_t
                          "input \"%s\": shape has %d dims, at most %d are supported", input_name,
                          rank, OXS_MAX_DIMS);
     format_dims(got, sizeof(got), shape, rank);
+    if (rank > limits->max_tensor_rank)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "input \"%s\": shape %s has %d dims, more than the limit of %d set by "
+                         "--max-tensor-rank",
+                         input_name, got, rank, limits->max_tensor_rank);
     format_dims(expected, sizeof(expected), io->dims, io->info.rank);
     if (io->info.rank >= 0 && rank != io->info.rank)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
@@ -226,6 +236,11 @@ static oxs_status_t check_input(oxs_request_t *request, const char *name, size_t
                              "input \"%s\": shape %s has too many elements", input_name, got);
         count *= (size_t)shape[i];
     }
+    if (count > limits->max_tensor_elements)
+        return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
+                         "input \"%s\": shape %s has %zu elements, more than the limit of %zu "
+                         "set by --max-tensor-elements",
+                         input_name, got, count, limits->max_tensor_elements);
     *index_out = index;
     *count_out = count;
     return OXS_OK;
@@ -263,9 +278,10 @@ static oxs_status_t fail_too_large(const oxs_request_t *request, int index, cons
     char got[256];
     format_dims(got, sizeof(got), shape, rank);
     return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
-                     "input \"%s\": shape %s needs more than the %zu bytes allowed for one tensor",
+                     "input \"%s\": shape %s needs more than the limit of %zu bytes per tensor "
+                     "set by --max-tensor-bytes",
                      request->model->inputs[index].info.name, got,
-                     request->server->options.max_tensor_bytes);
+                     request->server->options.limits.max_tensor_bytes);
 }
 
 oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, size_t name_len,
@@ -286,7 +302,7 @@ oxs_status_t oxs_request_add_input(oxs_request_t *request, const char *name, siz
                          request->model->inputs[index].info.name);
 
     size_t element_size = oxs_datatype_size(datatype);
-    if (count > request->server->options.max_tensor_bytes / element_size)
+    if (count > request->server->options.limits.max_tensor_bytes / element_size)
         return fail_too_large(request, index, shape, rank, error, error_size);
     return attach_input(request, index, datatype, shape, rank, count, count * element_size, data,
                         byte_size, error, error_size);
@@ -304,11 +320,16 @@ oxs_status_t oxs_request_add_bytes_input(oxs_request_t *request, const char *nam
                                       &index, &count, error, error_size);
     if (status != OXS_OK)
         return status;
-    if (data_size > request->server->options.max_tensor_bytes)
+    if (data_size > request->server->options.limits.max_tensor_bytes)
         return fail_too_large(request, index, shape, rank, error, error_size);
     size_t byte_size = 0;
     return attach_input(request, index, OXS_DT_BYTES, shape, rank, count, data_size, data,
                         &byte_size, error, error_size);
+}
+
+const oxs_limits_t *oxs_request_limits(const oxs_request_t *request)
+{
+    return &request->server->options.limits;
 }
 
 oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t *bad_element,
@@ -347,6 +368,26 @@ static oxs_status_t check_bool_input(const oxs_request_t *request, const oxs__in
     return OXS_OK;
 }
 
+/* Checks each element of a well-formed BYTES input against the --max-bytes-element limit. The
+ * frontends check their elements before they copy them; this check covers every caller. */
+static oxs_status_t check_bytes_elements(const oxs_request_t *request, const oxs__input_t *input,
+                                         char *error, size_t error_size)
+{
+    size_t max = request->server->options.limits.max_bytes_element;
+    const unsigned char *bytes = input->data;
+    size_t at = 0;
+    for (size_t i = 0; i < input->element_count; i++) {
+        uint32_t len = oxs__load_u32_le(bytes + at);
+        if (len > max)
+            return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
+                             "input \"%s\": BYTES element %zu has %" PRIu32 " bytes, more than "
+                             "the limit of %zu set by --max-bytes-element",
+                             request->model->inputs[input->index].info.name, i, len, max);
+        at += 4 + (size_t)len;
+    }
+    return OXS_OK;
+}
+
 /* Checks that a BYTES input's buffer contains exactly its element count of length-prefixed
  * elements. */
 static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__input_t *input,
@@ -356,7 +397,7 @@ static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__i
     size_t element = 0, offset = 0;
     if (oxs_bytes_check(input->data, input->byte_size, input->element_count, &element,
                         &offset) == OXS_OK)
-        return OXS_OK;
+        return check_bytes_elements(request, input, error, error_size);
 
     const unsigned char *bytes = input->data;
     size_t left = input->byte_size - offset;
@@ -386,6 +427,11 @@ oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, si
                                     char *error, size_t error_size)
 {
     const oxs_model_t *model = request->model;
+    int max_outputs = request->server->options.limits.max_outputs;
+    if (request->selected_count >= (size_t)max_outputs)
+        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                         "request names more than %d outputs, the limit set by --max-outputs",
+                         max_outputs);
     int index = oxs_model_find_output(model, name, name_len);
     if (index < 0) {
         char names[512];

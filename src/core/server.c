@@ -25,10 +25,21 @@ void oxs_options_init(oxs_options_t *options)
     options->enable_mem_arena = 1;
     options->enable_mem_pattern = 1;
     options->optimized_model_dir = NULL;
-    options->max_tensor_bytes = (size_t)256 << 20;
+    oxs_limits_init(&options->limits);
     options->log_level = OXS_LOG_INFO;
     options->control_mode = OXS_CONTROL_NONE;
     options->poll_secs = 15;
+}
+
+void oxs_limits_init(oxs_limits_t *limits)
+{
+    limits->max_tensor_bytes = (size_t)256 << 20;
+    limits->max_tensor_elements = (size_t)64 << 20;
+    limits->max_tensor_rank = 8;
+    limits->max_inputs = 256;
+    limits->max_outputs = 256;
+    limits->max_bytes_element = (size_t)16 << 20;
+    limits->max_json_depth = 32;
 }
 
 void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *model,
@@ -39,6 +50,38 @@ void oxs__log(const oxs_server_t *server, oxs_log_level_t level, const char *mod
                                           memory_order_relaxed))
         return;
     server->options.log_fn(server->options.log_user, level, model, msg, fields, field_count);
+}
+
+static oxs_status_t validate_limits(const oxs_limits_t *limits, char *error, size_t error_size)
+{
+    const struct {
+        const char *name;
+        size_t value;
+    } sizes[] = {
+        {"max_tensor_bytes", limits->max_tensor_bytes},
+        {"max_tensor_elements", limits->max_tensor_elements},
+        {"max_bytes_element", limits->max_bytes_element},
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        if (sizes[i].value == 0)
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "%s: invalid value 0, expected a positive size", sizes[i].name);
+
+    const struct {
+        const char *name;
+        int value, min, max;
+    } counts[] = {
+        {"max_tensor_rank", limits->max_tensor_rank, 0, OXS_MAX_DIMS},
+        {"max_inputs", limits->max_inputs, 1, 1000000},
+        {"max_outputs", limits->max_outputs, 1, 1000000},
+        {"max_json_depth", limits->max_json_depth, 2, 1024},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        if (counts[i].value < counts[i].min || counts[i].value > counts[i].max)
+            return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
+                             "%s: invalid value %d, expected %d to %d", counts[i].name,
+                             counts[i].value, counts[i].min, counts[i].max);
+    return OXS_OK;
 }
 
 static oxs_status_t validate_options(const oxs_options_t *options, char *error,
@@ -66,10 +109,7 @@ static oxs_status_t validate_options(const oxs_options_t *options, char *error,
     if (options->stuck_inference_ms < 0 || options->stuck_inference_fatal_ms < 0)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
                          "stuck_inference_ms and stuck_inference_fatal_ms: expected 0 or more");
-    if (options->max_tensor_bytes == 0)
-        return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "max_tensor_bytes: invalid value 0, expected a positive size");
-    return OXS_OK;
+    return validate_limits(&options->limits, error, error_size);
 }
 
 oxs_status_t oxs_server_create(const oxs_options_t *options, oxs_server_t **out, char *error,

@@ -22,7 +22,14 @@ typedef struct oxs_http_config {
     int port;                    /* 0: pick a free port */
     int threads;                 /* I/O threads, >= 1 */
     size_t max_request_bytes;    /* cap on one request body; larger ones get 413 from headers */
-    int idle_timeout_secs;       /* keep-alive and slow-request timeout */
+    /* The limits below take onnxserve's default when 0. The header size limit is
+     * process-wide, because http-parser keeps it in a global: the last start sets it. */
+    size_t max_uri_bytes;        /* request target; longer ones get 414 */
+    int max_headers;             /* header fields of one request; more get 431 */
+    size_t max_header_bytes;     /* request line and headers; more get 431 */
+    int header_timeout_secs;     /* from a request's first byte to the end of its headers */
+    int body_timeout_secs;       /* a request body without a byte received */
+    int idle_timeout_secs;       /* keep-alive wait, and a response the client does not read */
     const char *default_model;   /* model for POST /predict, or NULL for the only model */
     bool strict_readiness;       /* /v2/health/ready needs every model that should load READY */
     int metrics_port;            /* GET /metrics only; 0 picks a free port, -1: none */

@@ -93,6 +93,11 @@ size_t oxs__http_parser_execute(oxs__http_parser_t *parser, const char *data, si
     return consumed;
 }
 
+void oxs__http_parser_set_max_header_bytes(size_t bytes)
+{
+    http_parser_set_max_header_size(bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)bytes);
+}
+
 void oxs__http_parser_pause(oxs__http_parser_t *parser)
 {
     enum http_errno error = HTTP_PARSER_ERRNO(&parser->impl);

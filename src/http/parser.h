@@ -53,6 +53,10 @@ void oxs__http_parser_init(oxs__http_parser_t *parser,
 size_t oxs__http_parser_execute(oxs__http_parser_t *parser, const char *data, size_t len,
                                 oxs__http_parse_result_t *result);
 
+/* Sets the largest request line and headers that any parser accepts. http-parser keeps this
+ * limit in a global: call it before threads parse. */
+void oxs__http_parser_set_max_header_bytes(size_t bytes);
+
 void oxs__http_parser_pause(oxs__http_parser_t *parser);
 void oxs__http_parser_resume(oxs__http_parser_t *parser);
 

@@ -21,7 +21,8 @@
 #include "http/routes.h"
 #include "http/trace.h"
 
-#define MAX_TARGET_BYTES (16 * 1024)  /* request target; longer ones get 414 */
+#define DEFAULT_MAX_URI_BYTES (16 * 1024)
+#define DEFAULT_MAX_HEADERS 100
 #define MAX_HEADER_NAME_BYTES 32      /* longer header names are never ones the session reads */
 #define MAX_REQUEST_ID_BYTES 128
 #define MAX_EXPECT_BYTES 32
@@ -83,6 +84,8 @@ struct oxs__http_session {
     oxs_buf_t header_name;
     header_kind_t header;
     bool header_in_value;
+    bool in_header_field; /* the last header callback was a field name */
+    int header_count;
     oxs_buf_t request_id_header;
     bool request_id_seen;
     oxs_buf_t expect;
@@ -155,6 +158,9 @@ oxs_status_t oxs__http_context_init(oxs__http_context_t *ctx, oxs_server_t *serv
     memset(ctx, 0, sizeof(*ctx));
     ctx->server = server;
     ctx->max_request_bytes = max_request_bytes;
+    ctx->max_uri_bytes = DEFAULT_MAX_URI_BYTES;
+    ctx->max_headers = DEFAULT_MAX_HEADERS;
+    ctx->max_header_bytes = HTTP_MAX_HEADER_SIZE;
     ctx->default_model = default_model;
     ctx->logger = logger;
     ctx->in_flight = in_flight;
@@ -281,6 +287,8 @@ static void reset_request(oxs__http_session_t *session)
     oxs_buf_reset(&session->error);
     session->header = HEADER_OTHER;
     session->header_in_value = false;
+    session->in_header_field = false;
+    session->header_count = 0;
     session->request_id_seen = false;
     session->method_name = NULL;
     session->method = OXS__HTTP_OTHER;
@@ -335,7 +343,9 @@ static int on_url(void *user, const char *at, size_t len)
 
     oxs_buf_append(&session->target, at, len);
     if (session->target.failed)
-        set_early_error(session, 414, true, "request target exceeds %d bytes", MAX_TARGET_BYTES);
+        set_early_error(session, 414, true,
+                        "request target exceeds the limit of %zu bytes set by --max-uri-bytes",
+                        session->ctx->max_uri_bytes);
     return 0;
 }
 
@@ -343,6 +353,16 @@ static int on_header_field(void *user, const char *at, size_t len)
 {
     oxs__http_session_t *session = user;
 
+    if (!session->in_header_field) {
+        session->in_header_field = true;
+        if (++session->header_count > session->ctx->max_headers) {
+            set_early_error(session, 431, true,
+                            "request has more than %d header fields, the limit set by "
+                            "--max-headers",
+                            session->ctx->max_headers);
+            return 0;
+        }
+    }
     if (session->header_in_value) {
         oxs_buf_reset(&session->header_name);
         session->header_in_value = false;
@@ -374,6 +394,7 @@ static int on_header_value(void *user, const char *at, size_t len)
 {
     oxs__http_session_t *session = user;
 
+    session->in_header_field = false;
     if (!session->header_in_value) {
         session->header_in_value = true;
         session->header = classify_header(&session->header_name);
@@ -938,8 +959,9 @@ static size_t parse_bytes(oxs__http_session_t *session, const char *data, size_t
         break;
     case OXS__HTTP_PARSE_HEADER_TOO_LARGE:
         set_early_error(session, 431, true,
-                        "request line and headers exceed the limit of %u bytes",
-                        (unsigned)HTTP_MAX_HEADER_SIZE);
+                        "request line and headers exceed the limit of %zu bytes set by "
+                        "--max-header-bytes",
+                        session->ctx->max_header_bytes);
         consumed = len;
         break;
     case OXS__HTTP_PARSE_INVALID:
@@ -1007,7 +1029,7 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
     session->reading = true;
     oxs__http_parser_init(&session->parser, &parser_callbacks, session);
     oxs_buf_init(&session->pending, 0);
-    oxs_buf_init(&session->target, MAX_TARGET_BYTES);
+    oxs_buf_init(&session->target, ctx->max_uri_bytes);
     oxs_buf_init(&session->body, ctx->max_request_bytes);
     oxs_buf_init(&session->header_name, MAX_HEADER_NAME_BYTES);
     oxs_buf_init(&session->request_id_header, MAX_REQUEST_ID_BYTES);
@@ -1022,7 +1044,7 @@ oxs__http_session_t *oxs__http_session_create(oxs__http_context_t *ctx,
     oxs_buf_init(&session->out, 0);
     oxs_buf_init(&session->model, MAX_MODEL_NAME_BYTES);
     oxs_buf_init(&session->error, MAX_LOGGED_ERROR_BYTES);
-    oxs_buf_init(&session->route_scratch, MAX_TARGET_BYTES);
+    oxs_buf_init(&session->route_scratch, ctx->max_uri_bytes);
     reset_request(session);
     return session;
 }
@@ -1142,22 +1164,26 @@ bool oxs__http_session_stop(oxs__http_session_t *session)
     return false;
 }
 
-void oxs__http_session_log_timeout(const oxs__http_session_t *session, int idle_secs)
+void oxs__http_session_log_timeout(const oxs__http_session_t *session, const char *flag,
+                                   int secs)
 {
     const oxs_logger_t *logger = session->ctx->logger;
     oxs__http_session_phase_t phase = oxs__http_session_phase(session);
     oxs_log_level_t level = phase == OXS__SESSION_IDLE ? OXS_LOG_DEBUG : OXS_LOG_WARN;
     const char *msg = "closed an idle connection";
 
-    if (phase == OXS__SESSION_RECEIVING)
-        msg = "closed a connection whose request was incomplete after the idle timeout";
+    if (oxs__http_session_in_headers(session))
+        msg = "closed a connection whose request headers did not arrive in time";
+    else if (phase == OXS__SESSION_RECEIVING)
+        msg = "closed a connection whose request body stopped arriving";
     else if (phase == OXS__SESSION_SENDING)
-        msg = "closed a connection whose client did not read the response within the idle timeout";
+        msg = "closed a connection whose client did not read the response in time";
     if (!oxs_log_enabled(logger, level))
         return;
 
     oxs_log_field_t fields[] = {
-        OXS_LOG_NUM("idle_timeout_secs", idle_secs),
+        OXS_LOG_STR("limit", flag),
+        OXS_LOG_NUM("timeout_secs", secs),
         OXS_LOG_NUM("bytes_in", session->bytes_in),
     };
     oxs_log_write(logger, level, session->request_id[0] ? session->request_id : NULL, NULL, msg,

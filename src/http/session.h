@@ -31,6 +31,10 @@ typedef struct oxs__http_session oxs__http_session_t;
 typedef struct oxs__http_context {
     oxs_server_t *server;
     size_t max_request_bytes;
+    size_t max_uri_bytes;       /* request target; longer ones get 414 */
+    int max_headers;            /* header fields per request; more get 431 */
+    size_t max_header_bytes;    /* request line and headers, for the 431 message; the parser's
+                                 * own limit is process-wide (oxs__http_parser_set_max_header_bytes) */
     const char *default_model; /* NULL: the only model */
     const oxs_logger_t *logger; /* may be NULL */
     atomic_int *in_flight;      /* requests received in full, response not yet sent */
@@ -53,7 +57,8 @@ typedef struct oxs__http_context {
     void *notify_user;
 } oxs__http_context_t;
 
-/* Initializes a context; server may be NULL for tests that never reach a model. */
+/* Initializes a context; server may be NULL for tests that never reach a model. The URI and
+ * header limits start at onnxserve's defaults: 16 KiB, 100 fields and 80 KiB, http-parser's own. */
 oxs_status_t oxs__http_context_init(oxs__http_context_t *ctx, oxs_server_t *server,
                                     size_t max_request_bytes, const char *default_model,
                                     const oxs_logger_t *logger, atomic_int *in_flight);
@@ -115,8 +120,10 @@ bool oxs__http_session_in_headers(const oxs__http_session_t *session);
  * no complete request is pending. Otherwise the connection closes after its current response. */
 bool oxs__http_session_stop(oxs__http_session_t *session);
 
-/* Logs that the connection timed out in its current phase. */
-void oxs__http_session_log_timeout(const oxs__http_session_t *session, int idle_secs);
+/* Logs that the connection timed out in its current phase, under the time limit that flag
+ * names. */
+void oxs__http_session_log_timeout(const oxs__http_session_t *session, const char *flag,
+                                   int secs);
 
 /* Ends the transport's use of the session. The session is freed now, or when the completion of
  * its running inference arrives. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "http/parser.h"
 #include "http/session.h"
 #include "http/trace.h"
 
@@ -42,6 +43,13 @@ enum {
 
 typedef struct io_loop io_loop_t;
 
+/* Which time limit a connection's timer runs. */
+typedef enum timer_kind {
+    TIMER_IDLE,    /* waiting for a request, for an inference, or for the client to read */
+    TIMER_HEADERS, /* a request's line and headers are arriving */
+    TIMER_BODY,    /* a request's body is arriving */
+} timer_kind_t;
+
 typedef struct connection {
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -53,6 +61,7 @@ typedef struct connection {
     struct connection *prev;
     struct connection *next;
     size_t unsent_bytes; /* write queue size at the last write or timeout, to see progress */
+    timer_kind_t timer_kind;
     int open_handles;
     bool closing;
     bool lingering;
@@ -149,10 +158,30 @@ static void connection_on_linger_timeout(uv_timer_t *timer)
     connection_close(timer->data);
 }
 
-static void connection_on_idle_timeout(uv_timer_t *timer)
+/* Returns the flag and the seconds of a time limit. */
+static int timer_secs(const oxs_http_config_t *config, timer_kind_t kind, const char **flag)
+{
+    switch (kind) {
+    case TIMER_HEADERS:
+        *flag = "--http-header-timeout-secs";
+        return config->header_timeout_secs > 0 ? config->header_timeout_secs
+                                               : config->idle_timeout_secs;
+    case TIMER_BODY:
+        *flag = "--http-body-timeout-secs";
+        return config->body_timeout_secs > 0 ? config->body_timeout_secs
+                                             : config->idle_timeout_secs;
+    case TIMER_IDLE:
+        break;
+    }
+    *flag = "--http-idle-timeout-secs";
+    return config->idle_timeout_secs;
+}
+
+static void connection_on_timeout(uv_timer_t *timer)
 {
     connection_t *conn = timer->data;
-    int idle_secs = conn->loop->frontend->config.idle_timeout_secs;
+    const char *flag = NULL;
+    int secs = timer_secs(&conn->loop->frontend->config, conn->timer_kind, &flag);
 
     oxs__http_session_phase_t phase = oxs__http_session_phase(conn->session);
 
@@ -167,18 +196,34 @@ static void connection_on_idle_timeout(uv_timer_t *timer)
         uv_timer_again(timer);
         return;
     }
-    oxs__http_session_log_timeout(conn->session, idle_secs);
+    oxs__http_session_log_timeout(conn->session, flag, secs);
     connection_close(conn);
 }
 
+/* Starts the time limit of the connection's current phase. Bytes that extend a request's
+ * headers do not restart the header limit, so the headers must arrive within it from their
+ * first byte, however slowly they trickle. Each body byte restarts the body limit. */
 static void connection_restart_timer(connection_t *conn)
 {
-    int idle_secs = conn->loop->frontend->config.idle_timeout_secs;
-    uint64_t ms = (uint64_t)idle_secs * 1000;
+    timer_kind_t kind = TIMER_IDLE;
+    if (oxs__http_session_in_headers(conn->session))
+        kind = TIMER_HEADERS;
+    else if (oxs__http_session_phase(conn->session) == OXS__SESSION_RECEIVING)
+        kind = TIMER_BODY;
 
-    if (conn->closing || conn->lingering || idle_secs <= 0)
+    if (conn->closing || conn->lingering)
         return;
-    uv_timer_start(&conn->timer, connection_on_idle_timeout, ms, ms);
+    if (kind == TIMER_HEADERS && conn->timer_kind == TIMER_HEADERS &&
+        uv_is_active((uv_handle_t *)&conn->timer))
+        return;
+
+    const char *flag = NULL;
+    int secs = timer_secs(&conn->loop->frontend->config, kind, &flag);
+    if (secs <= 0)
+        return;
+    uint64_t ms = (uint64_t)secs * 1000;
+    conn->timer_kind = kind;
+    uv_timer_start(&conn->timer, connection_on_timeout, ms, ms);
 }
 
 static void connection_on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -199,11 +244,8 @@ static void connection_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_
     if (nread > 0) {
         if (conn->lingering)
             return; /* discarded */
-        /* Bytes that only extend a request's headers do not restart the timer, so the headers
-         * must arrive within one idle timeout of their first byte, however slowly they trickle. */
-        if (!oxs__http_session_in_headers(conn->session))
-            connection_restart_timer(conn);
         oxs__http_session_feed(conn->session, buf->base, (size_t)nread);
+        connection_restart_timer(conn);
         return;
     }
     if (nread == 0)
@@ -682,6 +724,12 @@ static oxs_status_t loop_init(oxs_http_frontend_t *frontend, io_loop_t *loop, ch
     loop->ctx.frontend = frontend;
     loop->ctx.trace = frontend->trace;
     loop->ctx.metrics_on_http_port = frontend->config.metrics_on_http_port;
+    if (frontend->config.max_uri_bytes != 0)
+        loop->ctx.max_uri_bytes = frontend->config.max_uri_bytes;
+    if (frontend->config.max_headers != 0)
+        loop->ctx.max_headers = frontend->config.max_headers;
+    if (frontend->config.max_header_bytes != 0)
+        loop->ctx.max_header_bytes = frontend->config.max_header_bytes;
     loop->ctx.notify = loop_notify;
     loop->ctx.notify_user = loop;
 
@@ -774,6 +822,8 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
     status = check_config(config, error, error_size);
     if (status != OXS_OK)
         return status;
+    if (config->max_header_bytes != 0)
+        oxs__http_parser_set_max_header_bytes(config->max_header_bytes);
 
     status = OXS_ERR_OUT_OF_MEMORY;
     frontend = calloc(1, sizeof(*frontend));

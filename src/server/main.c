@@ -104,7 +104,7 @@ static void fill_server_options(const oxs_cli_options_t *cli, oxs_logger_t *logg
     options->enable_mem_arena = cli->enable_mem_arena ? 1 : 0;
     options->enable_mem_pattern = cli->enable_mem_pattern ? 1 : 0;
     options->optimized_model_dir = cli->optimized_model_dir;
-    options->max_tensor_bytes = cli->max_tensor_bytes;
+    options->limits = cli->limits;
     options->warmup_decode = decode_warmup;
     options->log_fn = oxs_log_library_event;
     options->log_user = logger;
@@ -450,6 +450,11 @@ static int run(int argc, char **argv)
         .port = cli.http_port,
         .threads = cli.http_threads,
         .max_request_bytes = cli.max_request_bytes,
+        .max_uri_bytes = cli.max_uri_bytes,
+        .max_headers = cli.max_headers,
+        .max_header_bytes = cli.max_header_bytes,
+        .header_timeout_secs = cli.http_header_timeout_secs,
+        .body_timeout_secs = cli.http_body_timeout_secs,
         .idle_timeout_secs = cli.http_idle_timeout_secs,
         .default_model = cli.default_model,
         .strict_readiness = cli.strict_readiness,

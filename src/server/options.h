@@ -40,7 +40,12 @@ typedef struct oxs_cli_options {
     int queue_size;
     int intra_op_threads;
     size_t max_request_bytes;
-    size_t max_tensor_bytes;
+    size_t max_header_bytes;
+    int max_headers;
+    size_t max_uri_bytes;
+    oxs_limits_t limits;          /* the library's per-request limits */
+    int http_header_timeout_secs;
+    int http_body_timeout_secs;
     int http_idle_timeout_secs;
     const char *default_model; /* NULL: the only model */
     oxs_log_level_t log_level;
@@ -77,7 +82,7 @@ void oxs_cli_print_help(FILE *out, int cores);
 void oxs_cli_model_name(const char *path, char *name, size_t name_size);
 
 /* Maximum number of log fields oxs_cli_log_fields fills. */
-#define OXS_CLI_MAX_FIELDS 32
+#define OXS_CLI_MAX_FIELDS 64
 
 /* Storage for the text of flag values while they are logged. */
 typedef struct oxs_cli_field_text {

@@ -1026,12 +1026,16 @@ static void test_error_depth_limit(void **state)
     (void)state;
     char body[1024];
     char error[ERROR_SIZE];
-    deep_body(body, sizeof(body), OXS_JSON_MAX_DEPTH);
+    oxs_limits_t limits;
+    oxs_limits_init(&limits);
+    deep_body(body, sizeof(body), limits.max_json_depth);
     assert_int_equal(decode_infer(identity, body, error), OXS_OK);
-    deep_body(body, sizeof(body), OXS_JSON_MAX_DEPTH + 1);
-    expect_body_error(body, OXS_ERR_INVALID_ARGUMENT, "request body: nesting is deeper than 64 levels");
+    deep_body(body, sizeof(body), limits.max_json_depth + 1);
+    expect_body_error(body, OXS_ERR_INVALID_ARGUMENT,
+                      "request body: objects and arrays nest deeper than the limit of 32 levels "
+                      "set by --max-json-depth");
     deep_body(body, sizeof(body), 500);
-    expect_body_error(body, OXS_ERR_INVALID_ARGUMENT, "nesting is deeper than 64 levels");
+    expect_body_error(body, OXS_ERR_INVALID_ARGUMENT, "deeper than the limit of 32 levels");
 }
 
 static void test_error_deep_data(void **state)

@@ -66,7 +66,7 @@ static void defaults_match_documentation(void **state)
     assert_int_equal(options.queue_size, 128);
     assert_int_equal(options.intra_op_threads, 1);
     assert_int_equal(options.max_request_bytes, 64 * MIB);
-    assert_int_equal(options.max_tensor_bytes, 256 * MIB);
+    assert_int_equal(options.limits.max_tensor_bytes, 256 * MIB);
     assert_int_equal(options.http_idle_timeout_secs, 60);
     assert_null(options.default_model);
     assert_int_equal(options.log_level, OXS_LOG_INFO);
@@ -115,7 +115,7 @@ static void both_flag_forms_parse(void **state)
     assert_int_equal(options.queue_size, 5);
     assert_int_equal(options.intra_op_threads, 4);
     assert_int_equal(options.max_request_bytes, MIB);
-    assert_int_equal(options.max_tensor_bytes, 10240);
+    assert_int_equal(options.limits.max_tensor_bytes, 10240);
     assert_int_equal(options.http_idle_timeout_secs, 7);
     assert_string_equal(options.default_model, "ocr_cls");
     assert_int_equal(options.log_level, OXS_LOG_DEBUG);
@@ -371,7 +371,7 @@ static void log_fields_cover_flags(void **state)
 
     /* Every flag except --help and --version, plus model_file; the five unset strings and
      * lists are left out. */
-    assert_int_equal(count, 28 + 1 - 5);
+    assert_int_equal(count, 39 + 1 - 5);
     assert_string_equal(find_field(fields, count, "model_file")->str, "x.onnx");
     assert_string_equal(find_field(fields, count, "host")->str, "127.0.0.1");
     assert_null(find_field(fields, count, "http_port")->str);
