@@ -342,11 +342,22 @@ static int on_url(void *user, const char *at, size_t len)
     oxs__http_session_t *session = user;
 
     oxs_buf_append(&session->target, at, len);
-    if (session->target.failed)
+    if (session->target.out_of_memory)
+        set_early_error(session, 500, true, "out of memory while reading the request target");
+    else if (session->target.failed)
         set_early_error(session, 414, true,
                         "request target exceeds the limit of %zu bytes set by --max-uri-bytes",
                         session->ctx->max_uri_bytes);
     return 0;
+}
+
+/* Returns true when a header value could not be stored for want of memory, which must not be
+ * reported as an invalid value. */
+static bool header_values_out_of_memory(const oxs__http_session_t *session)
+{
+    return session->request_id_header.out_of_memory || session->expect.out_of_memory ||
+           session->binary_header.out_of_memory || session->timeout_header.out_of_memory ||
+           session->traceparent_header.out_of_memory || session->encoding_header.out_of_memory;
 }
 
 static int on_header_field(void *user, const char *at, size_t len)
@@ -428,6 +439,8 @@ static int on_header_value(void *user, const char *at, size_t len)
         oxs_buf_append(&session->traceparent_header, at, len);
     else if (session->header == HEADER_CONTENT_ENCODING)
         oxs_buf_append(&session->encoding_header, at, len);
+    if (header_values_out_of_memory(session))
+        set_early_error(session, 500, true, "out of memory while reading the request headers");
     return 0;
 }
 
@@ -529,7 +542,8 @@ static int on_headers_complete(void *user)
     }
     if (has_length && content_length > session->ctx->max_request_bytes) {
         set_early_error(session, 413, true,
-                        "request body of %" PRIu64 " bytes exceeds the limit of %zu bytes",
+                        "request body of %" PRIu64 " bytes exceeds the limit of %zu bytes set "
+                        "by --max-request-bytes",
                         content_length, session->ctx->max_request_bytes);
         return 0;
     }
@@ -553,7 +567,8 @@ static int on_body(void *user, const char *at, size_t len)
 
     session->body_received += len;
     if (session->body_received > session->ctx->max_request_bytes) {
-        set_early_error(session, 413, true, "request body exceeds the limit of %zu bytes",
+        set_early_error(session, 413, true,
+                        "request body exceeds the limit of %zu bytes set by --max-request-bytes",
                         session->ctx->max_request_bytes);
         return 0;
     }
@@ -630,6 +645,9 @@ static void send_response(oxs__http_session_t *session)
         oxs_buf_reset(&session->out);
         session->status = 500;
         session->retry_after = false;
+        /* The error replaces a body that may have been text or binary tensors. */
+        session->content_type = NULL;
+        session->json_len = 0;
         oxs_json_encode_error(&session->out, "out of memory while writing the response");
     }
     if (session->request_id[0] == '\0')
