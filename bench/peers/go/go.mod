@@ -1,0 +1,3 @@
+module onnxserve.example/bench/peers/go
+
+go 1.19
