@@ -529,6 +529,11 @@ static oxs_status_t submit(oxs_request_t *request, oxs_complete_fn callback, voi
     oxs_status_t result = oxs__server_enqueue(request->server, request);
     if (result != OXS_OK) {
         response->output_count = 0;
+        if (result == OXS_ERR_QUEUE_FULL)
+            return oxs__fail(result, error, error_size,
+                             "the queue of model \"%s\" is full: %d requests are waiting, the "
+                             "max_queue_size of its config.json or else --queue-size; retry later",
+                             model->name, config->max_queue_size);
         return oxs__fail(result, error, error_size, "%s", oxs_status_message(result));
     }
     return OXS_OK;
