@@ -61,7 +61,8 @@ int oxs_http_open_connections(const oxs_http_frontend_t *frontend);
 
 /* Stops accepting connections and new requests: listeners close, idle connections close,
  * a connection whose request body was fully received gets its response, then closes.
- * Returns at once. Any thread. */
+ * Returns once every I/O loop has closed its listeners, or after at most one second when a loop
+ * is busy for that long. Any thread. */
 void oxs_http_stop_accepting(oxs_http_frontend_t *frontend);
 
 /* Returns the number of requests received in full whose response is not written yet. Any

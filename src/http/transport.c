@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -29,6 +30,9 @@
 
 #define READ_BUFFER_BYTES (64 * 1024)
 #define LISTEN_BACKLOG 1024
+/* Maximum wait in oxs_http_stop_accepting for the loops to close their listeners. A loop busy
+ * for longer keeps accepting until it reads the command. */
+#define STOP_ACCEPTING_WAIT_MS 1000
 /* How long a connection closed after a response keeps discarding what the client still sends,
  * so the client reads the response instead of a reset. */
 #define LINGER_MS 2000
@@ -93,6 +97,7 @@ struct io_loop {
     bool wakeup_ready;
     bool thread_started;
     bool stopping;
+    atomic_bool listeners_closed; /* set by this loop's thread once stopping closed them */
     atomic_int commands;
     atomic_int open_connections; /* written by this loop's thread only */
     connection_t *connections;
@@ -457,6 +462,7 @@ static void loop_stop_accepting(io_loop_t *loop)
     loop->stopping = true;
     loop->ctx.stopping = true;
     loop_close_listener(loop);
+    atomic_store(&loop->listeners_closed, true);
     while (conn != NULL) {
         connection_t *next = conn->next; /* stopping may unlink conn */
         if (!conn->lingering)
@@ -854,6 +860,7 @@ oxs_status_t oxs_http_start(oxs_server_t *server, const oxs_http_config_t *confi
             loop->listeners[k].fd = -1;
         }
         atomic_init(&loop->commands, 0);
+        atomic_init(&loop->listeners_closed, false);
         frontend->loops[i] = loop;
     }
 
@@ -926,6 +933,21 @@ void oxs_http_stop_accepting(oxs_http_frontend_t *frontend)
 {
     for (int i = 0; i < frontend->loop_count; i++)
         loop_send_command(frontend->loops[i], COMMAND_STOP_ACCEPTING);
+
+    /* Waits for the loops to close their listeners, so that no connection is accepted once
+     * this returns, and a log line that says so is true. */
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000L};
+    for (int waited_ms = 0; waited_ms < STOP_ACCEPTING_WAIT_MS; waited_ms++) {
+        bool all_closed = true;
+        for (int i = 0; i < frontend->loop_count; i++) {
+            io_loop_t *loop = frontend->loops[i];
+            if (loop->thread_started && !atomic_load(&loop->listeners_closed))
+                all_closed = false;
+        }
+        if (all_closed)
+            return;
+        nanosleep(&pause, NULL);
+    }
 }
 
 int oxs_http_in_flight(const oxs_http_frontend_t *frontend)

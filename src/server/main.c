@@ -318,16 +318,13 @@ static int wait_for_signal(const oxs_logger_t *logger, const sigset_t *signals,
     }
 }
 
-/* Drains after the first signal: stops accepting, then waits until every request received in
- * full has its response. Returns 0 then. Exits at once with EXIT_SECOND_SIGNAL on a second
- * signal, or with 1 when --exit-timeout-secs passes. */
+/* Drains after the first signal, once the caller has stopped accepting: waits until every
+ * request received in full has its response. Returns 0 then. Exits at once with
+ * EXIT_SECOND_SIGNAL on a second signal, or with 1 when --exit-timeout-secs passes. */
 static int drain(const oxs_logger_t *logger, const sigset_t *signals, int exit_timeout_secs,
                  oxs_server_t *server, oxs_http_frontend_t *frontend)
 {
     int64_t deadline = monotonic_ms() + (int64_t)exit_timeout_secs * 1000;
-
-    oxs_http_stop_accepting(frontend);
-    oxs_server_stop_accepting(server);
 
     for (;;) {
         int in_flight = oxs_http_in_flight(frontend);
@@ -508,6 +505,9 @@ static int run(int argc, char **argv)
     }
 
     int signo = wait_for_signal(&logger, &waited, server, cli.model_repositories.count > 0);
+    /* Listeners close before the line below is logged, so that it is true when written. */
+    oxs_http_stop_accepting(frontend);
+    oxs_server_stop_accepting(server);
     {
         oxs_log_field_t fields[] = {
             OXS_LOG_STR("signal", signal_name(signo)),

@@ -98,6 +98,36 @@ def make_slow(outdir):
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), outdir, "slow")
 
 
+def make_slow_batched(outdir):
+    """slow_batched: slow with a batch dim, for dynamic batching.
+
+    Inputs x [-1, -1] float and n [-1] int64; output y has x's shape. Every row runs max(n)
+    rounds of Sin, so rows batched together get what each gets alone when they send the same n.
+    """
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Sin", ["v_in"], ["v_out"])],
+        "slow_batched_body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["batch", "n_x"])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["batch", "n_x"])])
+    true_value = numpy_helper.from_array(np.array(True), "true_value")
+    nodes = [
+        helper.make_node("ReduceMax", ["n"], ["trip_count"], keepdims=0),
+        helper.make_node("Loop", ["trip_count", "true_value", "x"], ["y"], body=body),
+    ]
+    graph = helper.make_graph(
+        nodes, "slow_batched",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n_x"]),
+         helper.make_tensor_value_info("n", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "n_x"])],
+        initializer=[true_value])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), outdir,
+         "slow_batched")
+
+
 def make_strings(outdir):
     """strings: text_out = text on text [-1] string, the BYTES model with one input."""
     graph = helper.make_graph(
@@ -159,6 +189,7 @@ def main():
     make_identity(outdir)
     make_scale(outdir)
     make_slow(outdir)
+    make_slow_batched(outdir)
     make_strings(outdir)
     make_matrix(outdir)
     make_scalar(outdir)
