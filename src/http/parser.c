@@ -39,6 +39,13 @@ static int forward_headers_complete(http_parser *impl)
     return parser->callbacks->on_headers_complete(parser->user) == 0 ? 0 : -1;
 }
 
+static int forward_chunk_header(http_parser *impl)
+{
+    oxs__http_parser_t *parser = parser_of(impl);
+    /* http-parser keeps the size of the chunk that starts in content_length. */
+    return parser->callbacks->on_chunk_header(parser->user, impl->content_length);
+}
+
 static int forward_body(http_parser *impl, const char *at, size_t len)
 {
     oxs__http_parser_t *parser = parser_of(impl);
@@ -57,6 +64,7 @@ static const http_parser_settings forward_settings = {
     .on_header_field = forward_header_field,
     .on_header_value = forward_header_value,
     .on_headers_complete = forward_headers_complete,
+    .on_chunk_header = forward_chunk_header,
     .on_body = forward_body,
     .on_message_complete = forward_message_complete,
 };
@@ -114,7 +122,12 @@ void oxs__http_parser_resume(oxs__http_parser_t *parser)
 
 const char *oxs__http_parser_error(const oxs__http_parser_t *parser)
 {
-    return http_errno_description(HTTP_PARSER_ERRNO(&parser->impl));
+    enum http_errno error = HTTP_PARSER_ERRNO(&parser->impl);
+    /* http-parser reports a chunk size that is not hexadecimal or overflows 64 bits with the
+     * same code as a bad Content-Length. */
+    if (error == HPE_INVALID_CONTENT_LENGTH && (parser->impl.flags & F_CHUNKED) != 0)
+        return "invalid chunk size; expected a hexadecimal byte count";
+    return http_errno_description(error);
 }
 
 oxs__http_method_t oxs__http_parser_method(const oxs__http_parser_t *parser)

@@ -22,6 +22,7 @@ typedef struct oxs__http_parser_callbacks {
     int (*on_header_field)(void *user, const char *at, size_t len);
     int (*on_header_value)(void *user, const char *at, size_t len);
     int (*on_headers_complete)(void *user);
+    int (*on_chunk_header)(void *user, uint64_t size); /* before each chunk's data */
     int (*on_body)(void *user, const char *at, size_t len);
     int (*on_message_complete)(void *user);
 } oxs__http_parser_callbacks_t;

@@ -561,6 +561,21 @@ static int on_headers_complete(void *user)
     return 0;
 }
 
+/* Rejects a chunk that would take the body past the limit before any of its bytes arrive. */
+static int on_chunk_header(void *user, uint64_t size)
+{
+    oxs__http_session_t *session = user;
+    size_t max = session->ctx->max_request_bytes;
+
+    if (session->body_received <= max && size <= max - session->body_received)
+        return 0;
+    set_early_error(session, 413, true,
+                    "request body chunk of %" PRIu64 " bytes takes the body past the limit of "
+                    "%zu bytes set by --max-request-bytes",
+                    size, max);
+    return 0;
+}
+
 static int on_body(void *user, const char *at, size_t len)
 {
     oxs__http_session_t *session = user;
@@ -596,6 +611,7 @@ static const oxs__http_parser_callbacks_t parser_callbacks = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
+    .on_chunk_header = on_chunk_header,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -765,7 +781,12 @@ static int decode_body(oxs__http_session_t *session, const char **body, size_t *
         /* One byte past the limit shows that the body is too large. */
         size_t room = limit + 1 - out->len;
         size_t chunk = room < INFLATE_CHUNK ? room : INFLATE_CHUNK;
-        if (chunk == 0 || !oxs_buf_reserve(out, chunk)) {
+        if (chunk != 0 && !oxs_buf_reserve(out, chunk) && out->out_of_memory) {
+            snprintf(error, error_size, "out of memory while decompressing the request body");
+            status = 500;
+            break;
+        }
+        if (chunk == 0 || out->failed) {
             snprintf(error, error_size,
                      "the decompressed request body is larger than %zu bytes "
                      "(--max-request-bytes)",
