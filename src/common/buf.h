@@ -20,6 +20,7 @@ typedef struct oxs_buf {
     size_t cap;
     size_t max; /* 0: no maximum */
     bool failed; /* set when an append did not fit or memory ran out; later appends do nothing */
+    bool out_of_memory; /* set with failed when memory ran out, as opposed to the maximum */
 } oxs_buf_t;
 
 static inline void oxs_buf_init(oxs_buf_t *buf, size_t max)
@@ -38,6 +39,7 @@ static inline void oxs_buf_reset(oxs_buf_t *buf)
 {
     buf->len = 0;
     buf->failed = false;
+    buf->out_of_memory = false;
 }
 
 /* Makes room for extra more bytes; returns false (and marks the buffer failed) if it cannot. */
@@ -60,6 +62,7 @@ static inline bool oxs_buf_reserve(oxs_buf_t *buf, size_t extra)
     char *data = realloc(buf->data, cap + 1); /* +1 keeps room for a terminating NUL */
     if (data == NULL) {
         buf->failed = true;
+        buf->out_of_memory = true;
         return false;
     }
     buf->data = data;
