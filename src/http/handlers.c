@@ -609,9 +609,21 @@ static json_t *parse_repository_body(oxs__http_exchange_t *exchange, const char 
                                      size_t allowed_count, const char *const *allowed_parameters,
                                      size_t parameter_count);
 
+/* Replies 404 when the context has no logger, which only programs that embed the HTTP
+ * frontend without one (the unit tests, the fuzz driver) do. Returns false then. */
+static bool require_logger(oxs__http_exchange_t *exchange)
+{
+    if (exchange->ctx->logger != NULL)
+        return true;
+    reply_error(exchange, 404, "log settings are not available: this server has no logger");
+    return false;
+}
+
 static void write_logging(oxs__http_exchange_t *exchange)
 {
     const oxs_logger_t *logger = exchange->ctx->logger;
+    if (!require_logger(exchange))
+        return;
     int level = atomic_load(&((oxs_logger_t *)logger)->level);
     int format = atomic_load(&((oxs_logger_t *)logger)->format);
 
@@ -647,6 +659,8 @@ static void handle_logging_update(oxs__http_exchange_t *exchange)
     static const char *const allowed[] = {"log_file", "log_info", "log_warning", "log_error",
                                           "log_verbose_level", "log_format"};
     const oxs_logger_t *logger = exchange->ctx->logger;
+    if (!require_logger(exchange))
+        return;
     json_t *settings = parse_repository_body(exchange, allowed, 6, NULL, 0);
     if (settings == NULL)
         return;

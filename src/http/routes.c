@@ -145,11 +145,13 @@ static int hex_value(char c)
 }
 
 /* Percent-decodes a segment into out (NUL-terminated). Returns false on a malformed escape or
- * an encoded NUL byte. */
+ * a NUL byte, encoded or not, so that the result is one C string. */
 static bool percent_decode(const segment_t *segment, oxs_buf_t *out)
 {
     for (size_t i = 0; i < segment->len; i++) {
         char c = segment->text[i];
+        if (c == '\0')
+            return false;
         if (c == '%') {
             if (i + 2 >= segment->len)
                 return false;
