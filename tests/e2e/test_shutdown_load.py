@@ -6,6 +6,7 @@ must get its response, partial requests and idle connections must be closed with
 connections must be refused, and the process must exit 0 within --exit-timeout-secs. The same
 runs with dynamic batching."""
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ SHUTTING_DOWN_MSG = "shutting down: no new connections or requests; finishing re
 
 def pending_requests(server):
     """Return onnxserve_pending_requests, the requests queued or running, from /metrics."""
-    conn = harness.http.client.HTTPConnection(harness.HOST, server.metrics_port, timeout=30)
+    conn = http.client.HTTPConnection(harness.HOST, server.metrics_port, timeout=30)
     try:
         response = harness.send_request(conn, "GET", "/metrics")
     finally:
