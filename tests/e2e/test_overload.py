@@ -6,6 +6,7 @@ it: an open-loop load at LOAD_FACTOR times that capacity, and a burst of connect
 complete with correct outputs. No connection is left without a response or a close, resident
 memory stays bounded, and the server serves normally right after."""
 import os
+import resource
 import sys
 import unittest
 
@@ -152,6 +153,11 @@ class OverloadTest(harness.ServerTestCase):
         self.check_serves_after(server, rounds)
 
     def test_connection_burst_past_limit(self):
+        # harness raised the soft limit to the hard one. A few descriptors go to the server's
+        # pipes and the test's own connections.
+        open_files, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if open_files != resource.RLIM_INFINITY and open_files < BURST_CONNECTIONS + 64:
+            self.skipTest(f"RLIMIT_NOFILE is {open_files}; {BURST_CONNECTIONS + 64} are needed")
         server, rounds = self.start_slow_server("--max-connections", str(MAX_CONNECTIONS))
         inputs, payloads = self.slow_payloads(BURST_CONNECTIONS, rounds, "burst")
         idle_bytes = load_client.resident_bytes(server.pid)
@@ -169,7 +175,8 @@ class OverloadTest(harness.ServerTestCase):
             context = f"connection {outcome.index}"
             if outcome.reply is None:
                 # A connection past --max-connections is closed without a response.
-                self.assertIsInstance(outcome.error, (load_client.ClosedWithoutReply, OSError),
+                self.assertIsInstance(outcome.error, (load_client.ClosedWithoutReply,
+                                                      ConnectionResetError, BrokenPipeError),
                                       f"{context}: {outcome.error!r}")
                 closed += 1
                 continue
