@@ -260,6 +260,7 @@ static int inputs_from_file(const char *path, bench_inputs *inputs) {
     const char *datatype = json_string_value(json_object_get(entry, "datatype"));
     json_t *shape = json_object_get(entry, "shape");
     json_t *data = json_object_get(entry, "data");
+
     if (name == NULL || datatype == NULL || !json_is_array(shape) || data == NULL) {
       fprintf(stderr, "onnxserve-bench: input %zu in --input-file %s lacks a name, datatype, "
                       "shape or data\n", index, path);
@@ -280,6 +281,7 @@ static int inputs_from_file(const char *path, bench_inputs *inputs) {
       }
       dims[i] = json_integer_value(dim);
     }
+
     bench_tensor *tensor = &inputs->tensors[index];
     if (allocate_tensor(tensor, name, datatype, (int)json_array_size(shape), dims) != 0) goto done;
     size_t stored = 0;

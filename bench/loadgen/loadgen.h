@@ -123,7 +123,8 @@ typedef struct {
 
 uint64_t bench_errors_total(const bench_errors *errors);
 
-/* The result of one step of the sweep: its last window, or the merged summary. */
+/* The result of one step of the sweep, measured over its last window. summary.count counts
+ * every request that ended in that window, successful or failed. */
 typedef struct {
   double load; /* connections (closed loop) or requests per second (open loop) */
   bench_summary summary;
@@ -135,7 +136,7 @@ typedef struct {
   double server_compute_us;
 } bench_step_result;
 
-/* Runs one step: warm-up, then windows until the stability rule holds or max_windows ran. */
+/* The connections, the libuv loop and the measurement state of a run. */
 typedef struct bench_runner bench_runner;
 /* Creates the runner for options->url; inputs may be NULL until bench_runner_set_inputs. */
 bench_runner *bench_runner_new(const bench_options *options, const bench_inputs *inputs);
@@ -146,10 +147,12 @@ void bench_runner_free(bench_runner *runner);
 /* GETs path on a new connection and returns the status (0 on a connection error or timeout)
  * with the body in a malloc'd buffer that the caller frees. */
 int bench_runner_get(bench_runner *runner, const char *path, char **body, size_t *length);
+/* Runs one step: warm-up, then windows until the stability rule is met or max_windows have run.
+ * Returns 0, or -1 when out of memory. */
 int bench_runner_run_step(bench_runner *runner, int step_index, bench_step_result *result);
 const char *bench_runner_host(const bench_runner *runner);
 
-/* Writes the results. Each returns 0, or -1 after a message on stderr. */
+/* Writes the results. The file writers return 0, or -1 after a message on stderr. */
 void bench_print_table(FILE *out, const bench_options *options, const bench_step_result *results,
                        int count);
 int bench_write_csv(const char *path, const bench_options *options,

@@ -1,4 +1,5 @@
 /* onnxserve-bench: load generator for onnxserve and servers that accept its /predict body. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,10 @@ int main(int argc, char **argv) {
   bench_options options;
   int parsed = bench_parse_options(argc, argv, &options);
   if (parsed != 0) return parsed > 0 ? 0 : 2;
+
+  /* A server that closes a connection while a request is being written must cost one error, not
+   * the process. */
+  signal(SIGPIPE, SIG_IGN);
 
   int exit_code = 1;
   char *metadata = NULL;

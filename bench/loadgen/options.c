@@ -59,8 +59,12 @@ static const char usage_text[] =
     "  --help                    Print this help and exit\n"
     "\n"
     "Every response must have status 200 and carry its output shapes. Errors are counted by HTTP\n"
-    "status and as connect, timeout or bad_response. A progress line is shown only when stderr is\n"
-    "a terminal.\n";
+    "status and as connect, timeout or bad_response. A step reports its last window: throughput\n"
+    "(successful responses per second), latency percentiles of the successful responses in ms,\n"
+    "and requests (every request that ended in the window). Against onnxserve it also reports\n"
+    "the server's mean queue time per request and compute time per run (a batch) in\n"
+    "microseconds, from GET /v2/models/NAME/stats before and after that window. A progress line\n"
+    "is shown only when stderr is a terminal.\n";
 
 const char *bench_protocol_name(bench_protocol protocol) {
   switch (protocol) {

@@ -179,7 +179,14 @@ static double tick_step(double max) {
   double raw = max / 5;
   double magnitude = pow(10, floor(log10(raw)));
   double fraction = raw / magnitude;
-  double nice = fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10;
+  double nice = 10;
+  if (fraction <= 1) {
+    nice = 1;
+  } else if (fraction <= 2) {
+    nice = 2;
+  } else if (fraction <= 5) {
+    nice = 5;
+  }
   return nice * magnitude;
 }
 
@@ -272,6 +279,15 @@ int bench_write_svg(const char *path, const bench_options *options,
               left + results[i].summary.throughput / x_top * plot_width,
               top + plot_height - value / y_top * plot_height, colors[line]);
     }
+    if (line == 1) {
+      /* Each step's load next to its p99 point. */
+      for (int i = 0; i < count; i++) {
+        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">%s%g</text>\n",
+                left + results[i].summary.throughput / x_top * plot_width + 5,
+                top + plot_height - results[i].summary.p99_ms / y_top * plot_height - 5,
+                options->closed_loop ? "c=" : "r=", results[i].load);
+      }
+    }
     double legend_y = top + 10 + 20 * line;
     fprintf(out, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" "
                  "stroke-width=\"2\"/>\n", left + plot_width + 12, legend_y,
@@ -279,6 +295,8 @@ int bench_write_svg(const char *path, const bench_options *options,
     fprintf(out, "<text x=\"%g\" y=\"%g\">%s latency</text>\n", left + plot_width + 42,
             legend_y + 4, names[line]);
   }
+  fprintf(out, "<text x=\"%g\" y=\"%g\" font-size=\"10\">%s</text>\n", left + plot_width + 12,
+          top + 60, options->closed_loop ? "c: connections" : "r: requests/s");
   fputs("</svg>\n", out);
   return close_output(out, path);
 }

@@ -234,7 +234,7 @@ static void test_check_binary_header(void **state) {
                                     (long long)header_length + 100, 1));
   assert_false(bench_check_response(BENCH_PROTOCOL_BINARY, body, header_length + 8,
                                     (long long)header_length, 2));
-  /* A binary request answered with a JSON body is checked as JSON. */
+  /* A binary request that gets a JSON response is checked as JSON. */
   assert_true(check(BENCH_PROTOCOL_BINARY, "{\"outputs\":[{\"shape\":[2],\"data\":[1,2]}]}", -1,
                     1));
 }

@@ -76,9 +76,9 @@ def make_types_model(path):
 
 
 class FakeServer:
-    """A loopback HTTP server for the error kinds that onnxserve does not produce: with
-    answer=False it reads requests and never answers, else it answers 200 with a /predict body
-    that has no "shape"."""
+    """A loopback HTTP server for the error kinds that onnxserve does not produce. With
+    answer=False it reads requests and never responds, else it responds 200 with a /predict
+    body that has no "shape"."""
 
     def __init__(self, answer):
         answer_requests = answer
@@ -283,10 +283,18 @@ class BenchTest(harness.ServerTestCase):
                                            protocol, "--batch", "2"] + SHORT_RUN)
             self.check_steps(document, "concurrency", [1])
 
-    def test_unknown_model_fails(self):
+    def test_model_version_path(self):
+        document, _ = self.bench_json(["--url", self.url, "--model", "scale", "--model-version",
+                                       "1", "--protocol", "binary"] + SHORT_RUN)
+        self.check_steps(document, "concurrency", [1])
+
+    def test_unknown_model_or_version_fails(self):
         _, stderr = self.bench(["--url", self.url, "--model", "missing"] + SHORT_RUN,
                                expected_code=1)
         self.assertIn("HTTP 404", stderr)
+        _, stderr = self.bench(["--url", self.url, "--model", "scale", "--model-version", "7"]
+                               + SHORT_RUN, expected_code=1)
+        self.assertIn("/v2/models/scale/versions/7", stderr)
 
     def test_invalid_options_exit_2(self):
         cases = [
