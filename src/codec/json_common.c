@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,13 +146,27 @@ typedef union scratch_header {
     max_align_t align;
 } scratch_header_t;
 
+/* yajl 2.1.0 (Debian's libyajl2) writes through a buffer pointer from its allocator without
+ * checking it for NULL: tests/fault crashed in yajl's string buffer when the arena could not
+ * grow. So scratch_malloc never returns NULL into yajl. It jumps instead to the yajl call in
+ * progress on this thread, which reports that memory ran out. yajl holds no lock and no memory
+ * outside the arena, so leaving its frames loses nothing, and yajl_free afterwards is safe. */
+static _Thread_local jmp_buf *scratch_escape;
+
+static void *scratch_fail(void)
+{
+    if (scratch_escape != NULL)
+        longjmp(*scratch_escape, 1);
+    return NULL;
+}
+
 static void *scratch_malloc(void *context, size_t size)
 {
     if (size > SIZE_MAX - sizeof(scratch_header_t))
-        return NULL;
+        return scratch_fail();
     scratch_header_t *header = oxs_request_scratch(context, sizeof(*header) + size);
     if (header == NULL)
-        return NULL;
+        return scratch_fail();
     header->size = size;
     return header + 1;
 }
@@ -191,7 +206,15 @@ yajl_handle oxs__json_parser_create(oxs_request_t *request, const yajl_callbacks
         .free = scratch_free,
         .ctx = request,
     };
-    return yajl_alloc(callbacks, &funcs, context);
+    jmp_buf escape;
+    yajl_handle volatile parser = NULL;
+
+    if (setjmp(escape) == 0) {
+        scratch_escape = &escape;
+        parser = yajl_alloc(callbacks, &funcs, context);
+    }
+    scratch_escape = NULL;
+    return parser;
 }
 
 static bool text_is_blank(const char *body, size_t len)
@@ -214,8 +237,17 @@ oxs_status_t oxs__json_parse(yajl_handle parser, const char *body, size_t len, c
         return OXS_ERR_INVALID_ARGUMENT;
     }
 
-    size_t offset = 0;
-    yajl_status status = yajl_parse(parser, (const unsigned char *)body, len);
+    size_t volatile offset = 0;
+    volatile yajl_status status = yajl_status_error;
+    jmp_buf escape;
+
+    if (setjmp(escape) != 0) {
+        scratch_escape = NULL;
+        oxs__msg_printf(&msg, "out of memory while parsing the request body");
+        return OXS_ERR_OUT_OF_MEMORY;
+    }
+    scratch_escape = &escape;
+    status = yajl_parse(parser, (const unsigned char *)body, len);
     if (status == yajl_status_ok) {
         status = yajl_complete_parse(parser);
         /* After a successful yajl_parse, completion fails when the body ended before the
@@ -224,13 +256,17 @@ oxs_status_t oxs__json_parse(yajl_handle parser, const char *body, size_t len, c
     } else {
         offset = yajl_get_bytes_consumed(parser);
     }
+    /* yajl_get_error allocates the message, so the jump stays armed for it. */
+    unsigned char *reason = NULL;
+    if (status != yajl_status_ok && status != yajl_status_client_canceled)
+        reason = yajl_get_error(parser, 0, (const unsigned char *)body, len);
+    scratch_escape = NULL;
 
     if (status == yajl_status_ok)
         return OXS_OK;
     if (status == yajl_status_client_canceled)
         return OXS_ERR_INTERNAL;
 
-    unsigned char *reason = yajl_get_error(parser, 0, (const unsigned char *)body, len);
     const char *text = reason != NULL ? (const char *)reason : "unknown error";
     size_t text_len = strlen(text);
     while (text_len > 0 && (text[text_len - 1] == '\n' || text[text_len - 1] == ' '))
