@@ -196,7 +196,12 @@ static int capture_segments(const segment_t *pattern, const segment_t *path, siz
     for (size_t i = 0; i < count; i++) {
         if (segment_is(&pattern[i], "{name}")) {
             oxs_buf_reset(scratch);
-            if (!percent_decode(&path[i], scratch)) {
+            bool valid = percent_decode(&path[i], scratch);
+            if (scratch->out_of_memory) {
+                snprintf(error, error_size, "out of memory while decoding the model name");
+                return 500;
+            }
+            if (!valid) {
                 snprintf(error, error_size,
                          "model name \"%.*s\" in the path is not valid percent-encoding",
                          (int)path[i].len, path[i].text);
@@ -211,7 +216,12 @@ static int capture_segments(const segment_t *pattern, const segment_t *path, siz
             oxs_buf_init(&decoded, sizeof(digits));
             ok = percent_decode(&path[i], &decoded) &&
                  parse_version(decoded.data, decoded.len, &route->version);
+            bool out_of_memory = decoded.out_of_memory;
             oxs_buf_free(&decoded);
+            if (out_of_memory) {
+                snprintf(error, error_size, "out of memory while decoding the model version");
+                return 500;
+            }
             if (!ok) {
                 snprintf(error, error_size,
                          "model version \"%.*s\" is invalid; expected a positive integer",
