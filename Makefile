@@ -5,6 +5,8 @@
 #                       models, build build/ (Release), serve the default model repository
 #   make test           the same set-up, then every test in build/ through CTest
 #   make test-sanitize  build build-asan/ with clang, ASan and UBSan, then every test
+#   make test-fault     build build-fault/ with clang, ASan, UBSan and allocation failure
+#                       injection, then run tests/fault
 #   make test-tsan      build build-tsan/ with clang and ThreadSanitizer, then every test
 #
 # Variables: HOST, PORT, METRICS_PORT and RUN_ARGS (extra onnxserve flags) for make run; JOBS for parallel
@@ -53,6 +55,16 @@ build-sanitize: deps
 
 test-sanitize: build-sanitize
 	cd build-asan && ctest --output-on-failure -j2
+
+# Only the fault test is built and run here: the other tests run in build-asan/.
+.PHONY: build-fault test-fault
+build-fault: deps
+	cmake -S . -B build-fault -DCMAKE_BUILD_TYPE=Debug -DOXS_SANITIZE=ON \
+	  -DOXS_FAULT_INJECTION=ON -DCMAKE_C_COMPILER=clang $(DEPS_ARGS) $(CMAKE_ARGS)
+	cmake --build build-fault -j $(JOBS) --target test_fault
+
+test-fault: build-fault
+	cd build-fault && ctest --output-on-failure -R '^fault\.'
 
 build-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DOXS_TSAN=ON \

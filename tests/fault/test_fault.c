@@ -1,0 +1,960 @@
+/*
+ * Allocation failure injection along whole request paths and the model load path. For each
+ * request kind and N = 1, 2, ..., the Nth allocation call of the project's own code fails
+ * (fault_alloc.c, wired in by fault.cmake). The run must end with the normal response, a 5xx
+ * response with a JSON error body, or a closed connection. The server must then respond to the
+ * same request normally, and the number of live blocks must be back where it was. The loop
+ * for a kind ends at the first N that the path never reaches.
+ *
+ * Requests go through HTTP sessions with a fake transport, as in tests/unit/test_http_session.c,
+ * against a server that loads a model repository built from the generated test models
+ * ($ONNXSERVE_TEST_DATA). A crash, a use after free or a double free stops the test, and the
+ * death callback names the request kind and N.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <http_parser.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+#include <zlib.h>
+
+#include "common/buf.h"
+#include "exit_now.h"
+#include "fault_alloc.h"
+#include "http/session.h"
+#include "onnxserve.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FAULT_ASAN 1
+#include <sanitizer/common_interface_defs.h>
+#include <sanitizer/lsan_interface.h>
+#endif
+#endif
+
+/* A bound on N per path, far above the 6 to 70 allocation calls that each path made when this
+ * test was written, so a path that never stops allocating fails the test instead of hanging. */
+#define MAX_FAILURE_INDEX 20000
+#define MAX_SESSIONS 2
+#define MAX_BODY ((size_t)16 << 20)
+
+/* ------------------------------------------------------------------------------------------ */
+/* The run in progress, for the crash report. */
+
+static char current_run[256] = "setup";
+
+static void set_current_run(const char *kind, size_t nth)
+{
+    snprintf(current_run, sizeof(current_run), "request kind \"%s\", failing allocation %zu",
+             kind, nth);
+}
+
+static void report_current_run(void)
+{
+    static const char prefix[] = "\ntest_fault: the sanitizer or a signal stopped the test during ";
+    (void)!write(STDERR_FILENO, prefix, sizeof(prefix) - 1);
+    (void)!write(STDERR_FILENO, current_run, strlen(current_run));
+    (void)!write(STDERR_FILENO, "\n", 1);
+}
+
+#ifndef FAULT_ASAN
+static void on_fatal_signal(int signal_number)
+{
+    report_current_run();
+    signal(signal_number, SIG_DFL);
+    raise(signal_number);
+}
+#endif
+
+static void install_crash_report(void)
+{
+#ifdef FAULT_ASAN
+    __sanitizer_set_death_callback(report_current_run);
+#else
+    signal(SIGSEGV, on_fatal_signal);
+    signal(SIGBUS, on_fatal_signal);
+    signal(SIGABRT, on_fatal_signal);
+    signal(SIGFPE, on_fatal_signal);
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A session with a fake transport. */
+
+typedef struct harness {
+    oxs__http_context_t ctx;
+    bool ctx_ready;
+    atomic_int in_flight;
+    oxs__http_session_t *session; /* NULL when creating it failed */
+    oxs_buf_t output;             /* every byte the session wrote */
+    bool write_pending;
+    bool closed;
+    int writes;
+} harness_t;
+
+static void fake_write(void *user, const char *head, size_t head_len, const char *body,
+                       size_t body_len)
+{
+    harness_t *h = user;
+
+    /* The test's copy of the response is not the project's allocation. */
+    fault_pause();
+    oxs_buf_append(&h->output, head, head_len);
+    oxs_buf_append(&h->output, body, body_len);
+    fault_resume();
+    h->writes++;
+    h->write_pending = true;
+}
+
+static void fake_write_interim(void *user, const char *data, size_t len)
+{
+    harness_t *h = user;
+
+    fault_pause();
+    oxs_buf_append(&h->output, data, len);
+    fault_resume();
+}
+
+static void fake_set_reading(void *user, bool reading)
+{
+    (void)user;
+    (void)reading;
+}
+
+static void fake_close(void *user, bool linger)
+{
+    harness_t *h = user;
+
+    (void)linger;
+    h->closed = true;
+}
+
+static const oxs__http_session_io_t fake_io = {
+    .write = fake_write,
+    .write_interim = fake_write_interim,
+    .set_reading = fake_set_reading,
+    .close = fake_close,
+};
+
+/* Sets up a context and a session. Either may fail under injection: the session is then NULL,
+ * which a transport handles by closing the connection. The harness itself belongs to the test,
+ * so it is allocated with counting paused. */
+static harness_t *harness_open(oxs_server_t *server, const char *default_model)
+{
+    fault_pause();
+    harness_t *h = calloc(1, sizeof(*h));
+    fault_resume();
+
+    assert_non_null(h);
+    atomic_init(&h->in_flight, 0);
+    oxs_buf_init(&h->output, 0);
+    if (oxs__http_context_init(&h->ctx, server, MAX_BODY, default_model, NULL, &h->in_flight) !=
+        OXS_OK)
+        return h;
+    h->ctx_ready = true;
+    h->ctx.metrics_on_http_port = true;
+    h->session = oxs__http_session_create(&h->ctx, &fake_io, h);
+    return h;
+}
+
+static void harness_close(harness_t *h)
+{
+    if (h->session != NULL)
+        oxs__http_session_release(h->session);
+    if (h->ctx_ready) {
+        oxs__http_context_run_completions(&h->ctx);
+        oxs__http_context_destroy(&h->ctx);
+    }
+    oxs_buf_free(&h->output);
+    free(h);
+}
+
+/* Completes pending writes until the session stops writing. */
+static void pump(harness_t *h)
+{
+    while (h->write_pending && !h->closed) {
+        h->write_pending = false;
+        oxs__http_session_write_done(h->session, 0);
+    }
+}
+
+/* Runs completions until the session has written a response or closed, for at most 20 s. */
+static bool wait_for_outcome(harness_t *h)
+{
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 200000};
+
+    for (int i = 0; i < 100000; i++) {
+        pump(h);
+        if (h->writes > 0 || h->closed)
+            return true;
+        if (oxs__http_context_run_completions(&h->ctx) == 0)
+            nanosleep(&pause, NULL);
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Response parsing with http-parser. */
+
+typedef struct response {
+    int status;
+    char content_type[64];
+    char field[64];
+    oxs_buf_t body;
+    int count;
+} response_t;
+
+static int on_response_field(http_parser *parser, const char *at, size_t len)
+{
+    response_t *r = parser->data;
+    snprintf(r->field, sizeof(r->field), "%.*s", (int)len, at);
+    return 0;
+}
+
+static int on_response_value(http_parser *parser, const char *at, size_t len)
+{
+    response_t *r = parser->data;
+    if (strcasecmp(r->field, "content-type") == 0)
+        snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)len, at);
+    return 0;
+}
+
+static int on_response_headers(http_parser *parser)
+{
+    response_t *r = parser->data;
+    r->status = (int)parser->status_code;
+    return 0;
+}
+
+static int on_response_body(http_parser *parser, const char *at, size_t len)
+{
+    response_t *r = parser->data;
+    oxs_buf_append(&r->body, at, len);
+    return 0;
+}
+
+static int on_response_complete(http_parser *parser)
+{
+    response_t *r = parser->data;
+    r->count++;
+    return 0;
+}
+
+static const http_parser_settings response_settings = {
+    .on_header_field = on_response_field,
+    .on_header_value = on_response_value,
+    .on_headers_complete = on_response_headers,
+    .on_body = on_response_body,
+    .on_message_complete = on_response_complete,
+};
+
+/* Parses the session's output, which must contain at most one response. Returns false when the bytes
+ * are not a well-formed HTTP response. */
+static bool parse_response(const harness_t *h, response_t *r)
+{
+    http_parser parser;
+
+    memset(r, 0, sizeof(*r));
+    oxs_buf_init(&r->body, 0);
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = r;
+    size_t parsed = http_parser_execute(&parser, &response_settings, h->output.data,
+                                        h->output.len);
+    oxs_buf_cstr(&r->body);
+    return HTTP_PARSER_ERRNO(&parser) == HPE_OK && parsed == h->output.len && r->count <= 1;
+}
+
+/* Returns true when the body is a JSON object with an "error" string. */
+static bool is_json_error(response_t *r)
+{
+    const char *error_path[] = {"error", NULL};
+    char message[128];
+
+    if (strncmp(r->content_type, "application/json", 16) != 0)
+        return false;
+    yajl_val tree = yajl_tree_parse(r->body.data, message, sizeof(message));
+    bool ok = tree != NULL && yajl_tree_get(tree, error_path, yajl_t_string) != NULL;
+    yajl_tree_free(tree);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Request kinds */
+
+typedef struct request_kind {
+    const char *name;
+    const char *default_model; /* for /predict */
+    int sessions;              /* sessions that send the request at the same time */
+    bool client_leaves;        /* the session is released before the response arrives */
+    int status;                /* of the normal response */
+    const char *expected;      /* text in the normal response's body */
+    oxs_buf_t request;         /* the request's bytes */
+} request_kind_t;
+
+static const char scale_body[] = "{\"id\":\"r1\",\"inputs\":[{\"name\":\"x\",\"shape\":[2,4],"
+                                 "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6,7,8]}]}";
+
+static void format_request(request_kind_t *kind, const char *method, const char *path,
+                           const char *headers, const char *body, size_t body_len)
+{
+    oxs_buf_init(&kind->request, 0);
+    oxs_buf_printf(&kind->request,
+                   "%s %s HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: %zu\r\n\r\n", method,
+                   path, headers, body_len);
+    oxs_buf_append(&kind->request, body, body_len);
+    assert_false(kind->request.failed);
+}
+
+/* A binary extension request: a JSON header, then the input's 4 floats in little-endian order,
+ * and the output requested as binary data. */
+static void format_binary_request(request_kind_t *kind)
+{
+    static const char header[] =
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\","
+        "\"parameters\":{\"binary_data_size\":16}}],"
+        "\"outputs\":[{\"name\":\"y\",\"parameters\":{\"binary_data\":true}}]}";
+    static const float values[4] = {1, 2, 3, 4};
+    char body[sizeof(header) - 1 + sizeof(values)];
+    char headers[128];
+
+    memcpy(body, header, sizeof(header) - 1);
+    memcpy(body + sizeof(header) - 1, values, sizeof(values)); /* x86-64 is little-endian */
+    snprintf(headers, sizeof(headers),
+             "Inference-Header-Content-Length: %zu\r\nContent-Type: application/octet-stream\r\n",
+             sizeof(header) - 1);
+    format_request(kind, "POST", "/v2/models/scale/infer", headers, body, sizeof(body));
+}
+
+/* Rows of the large request: 4 floats each, so its input tensor takes more than the 1 MiB
+ * arena chunk that a pooled request keeps, and every run allocates its chunks again. */
+#define LARGE_ROWS 80000
+
+static void format_large_request(request_kind_t *kind)
+{
+    oxs_buf_t body;
+
+    oxs_buf_init(&body, 0);
+    oxs_buf_printf(&body, "{\"inputs\":[{\"name\":\"x\",\"shape\":[%d,4],\"datatype\":\"FP32\","
+                          "\"data\":[", LARGE_ROWS);
+    for (int i = 0; i < LARGE_ROWS * 4; i++)
+        oxs_buf_puts(&body, i == 0 ? "1" : ",1");
+    /* An id with an escape comes after the data, so that yajl allocates its string buffer when
+     * the arena's chunks are already in use. */
+    oxs_buf_puts(&body, "]}],\"id\":\"large-\\u00e9\"}");
+    assert_false(body.failed);
+    format_request(kind, "POST", "/v2/models/scale/infer", "", body.data, body.len);
+    oxs_buf_free(&body);
+}
+
+/* Characters in the long string: with one escape among them, yajl decodes the whole string into
+ * its own buffer, which grows from the request's arena past the 1 MiB chunk that a pooled
+ * request keeps, so the arena allocates for yajl. */
+#define LONG_STRING_BYTES 1500000
+
+static void format_long_string_request(request_kind_t *kind)
+{
+    oxs_buf_t body;
+
+    oxs_buf_init(&body, 0);
+    oxs_buf_puts(&body, "{\"inputs\":[{\"name\":\"text\",\"shape\":[1],\"datatype\":\"BYTES\","
+                        "\"data\":[\"\\u00e9");
+    assert_true(oxs_buf_reserve(&body, LONG_STRING_BYTES));
+    memset(body.data + body.len, 'a', LONG_STRING_BYTES);
+    body.len += LONG_STRING_BYTES;
+    oxs_buf_puts(&body, "\"]}]}");
+    assert_false(body.failed);
+    format_request(kind, "POST", "/v2/models/strings/infer", "", body.data, body.len);
+    oxs_buf_free(&body);
+}
+
+/* The scale request's body compressed with gzip framing. */
+static void format_gzip_request(request_kind_t *kind)
+{
+    unsigned char compressed[512];
+    z_stream stream;
+
+    memset(&stream, 0, sizeof(stream));
+    assert_int_equal(deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8,
+                                  Z_DEFAULT_STRATEGY),
+                     Z_OK);
+    stream.next_in = (unsigned char *)scale_body;
+    stream.avail_in = (uInt)strlen(scale_body);
+    stream.next_out = compressed;
+    stream.avail_out = sizeof(compressed);
+    assert_int_equal(deflate(&stream, Z_FINISH), Z_STREAM_END);
+    size_t len = sizeof(compressed) - stream.avail_out;
+    deflateEnd(&stream);
+    format_request(kind, "POST", "/v2/models/scale/infer", "Content-Encoding: gzip\r\n",
+                   (const char *)compressed, len);
+}
+
+/* The scale request with its body in two chunks. */
+static void format_chunked_request(request_kind_t *kind)
+{
+    size_t half = strlen(scale_body) / 2;
+
+    oxs_buf_init(&kind->request, 0);
+    oxs_buf_printf(&kind->request,
+                   "POST /v2/models/scale/infer HTTP/1.1\r\nHost: localhost\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%.*s\r\n%zx\r\n%s\r\n0\r\n\r\n",
+                   half, (int)half, scale_body, strlen(scale_body) - half, scale_body + half);
+    assert_false(kind->request.failed);
+}
+
+enum { KIND_COUNT = 18 };
+
+static request_kind_t kinds[KIND_COUNT];
+
+static void define_kinds(void)
+{
+    static const char predict_body[] = "{\"data\":[1,2,3,4]}";
+    static const char bad_shape_body[] = "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,3],"
+                                         "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6]}]}";
+    static const char batched_body[] = "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],"
+                                       "\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}";
+    static const char bytes_body[] = "{\"inputs\":[{\"name\":\"text\",\"shape\":[3],"
+                                     "\"datatype\":\"BYTES\",\"data\":[\"a\",\"bc\",\"d\\u00e9f\"]}]}";
+    request_kind_t *k = kinds;
+
+    *k = (request_kind_t){.name = "JSON infer", .status = 200, .expected = "\"outputs\""};
+    format_request(k++, "POST", "/v2/models/scale/infer", "", scale_body, strlen(scale_body));
+
+    *k = (request_kind_t){.name = "binary infer", .status = 200, .expected = "binary_data_size"};
+    format_binary_request(k++);
+
+    *k = (request_kind_t){.name = "large JSON infer", .status = 200, .expected = "\"outputs\""};
+    format_large_request(k++);
+
+    *k = (request_kind_t){.name = "gzip infer", .status = 200, .expected = "\"outputs\""};
+    format_gzip_request(k++);
+
+    *k = (request_kind_t){.name = "chunked infer", .status = 200, .expected = "\"outputs\""};
+    format_chunked_request(k++);
+
+    *k = (request_kind_t){.name = "BYTES infer", .status = 200, .expected = "\"text_out\""};
+    format_request(k++, "POST", "/v2/models/strings/infer", "", bytes_body, strlen(bytes_body));
+
+    *k = (request_kind_t){.name = "long escaped string", .status = 200,
+                          .expected = "\"text_out\""};
+    format_long_string_request(k++);
+
+    *k = (request_kind_t){.name = "infer, client leaves", .client_leaves = true};
+    format_request(k++, "POST", "/v2/models/scale/infer", "", scale_body, strlen(scale_body));
+
+    *k = (request_kind_t){.name = "predict", .default_model = "scale", .status = 200,
+                          .expected = "\"output\""};
+    format_request(k++, "POST", "/predict", "", predict_body, strlen(predict_body));
+
+    *k = (request_kind_t){.name = "model metadata", .status = 200, .expected = "\"inputs\""};
+    format_request(k++, "GET", "/v2/models/scale", "", "", 0);
+
+    *k = (request_kind_t){.name = "model stats", .status = 200, .expected = "\"model_stats\""};
+    format_request(k++, "GET", "/v2/models/scale/stats", "", "", 0);
+
+    *k = (request_kind_t){.name = "metrics", .status = 200, .expected = "# TYPE"};
+    format_request(k++, "GET", "/metrics", "", "", 0);
+
+    *k = (request_kind_t){.name = "repository index", .status = 200, .expected = "\"batched\""};
+    format_request(k++, "POST", "/v2/repository/index", "", "{}", 2);
+
+    *k = (request_kind_t){.name = "batched infer", .sessions = 2, .status = 200,
+                          .expected = "\"outputs\""};
+    format_request(k++, "POST", "/v2/models/batched/infer", "", batched_body,
+                   strlen(batched_body));
+
+    *k = (request_kind_t){.name = "bad shape", .status = 400, .expected = "\"error\""};
+    format_request(k++, "POST", "/v2/models/scale/infer", "", bad_shape_body,
+                   strlen(bad_shape_body));
+
+    *k = (request_kind_t){.name = "model config", .status = 200, .expected = "max_batch_size"};
+    format_request(k++, "GET", "/v2/models/batched/versions/1/config", "", "", 0);
+
+    *k = (request_kind_t){.name = "healthz", .status = 200, .expected = "\"models\""};
+    format_request(k++, "GET", "/healthz", "", "", 0);
+
+    *k = (request_kind_t){.name = "unknown route", .status = 404, .expected = "not found"};
+    format_request(k++, "GET", "/v2/nowhere", "", "", 0);
+
+    assert_int_equal(k - kinds, KIND_COUNT);
+    for (int i = 0; i < KIND_COUNT; i++) {
+        if (kinds[i].sessions == 0)
+            kinds[i].sessions = 1;
+    }
+}
+
+static void free_kinds(void)
+{
+    for (int i = 0; i < KIND_COUNT; i++)
+        oxs_buf_free(&kinds[i].request);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The server and its model repository */
+
+typedef struct fixture {
+    oxs_server_t *server;
+    char repo[64];
+} fixture_t;
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "w");
+
+    assert_non_null(file);
+    assert_true(fputs(text, file) >= 0);
+    assert_int_equal(fclose(file), 0);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    FILE *out = fopen(to, "wb");
+    char block[4096];
+    size_t len;
+
+    assert_non_null(in);
+    assert_non_null(out);
+    while ((len = fread(block, 1, sizeof(block), in)) > 0)
+        assert_int_equal(fwrite(block, 1, len, out), len);
+    assert_false(ferror(in));
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* Repository models and the generated model file that each one copies. The repository rejects
+ * links that lead outside it, hence copies. */
+static const char *const repository_models[][2] = {
+    {"scale", "scale.onnx"},
+    {"batched", "scale.onnx"},
+    {"strings", "strings.onnx"},
+};
+#define REPOSITORY_MODEL_COUNT (sizeof(repository_models) / sizeof(repository_models[0]))
+
+/* Builds REPO/NAME/1/model.onnx for each repository model, and a config.json that makes
+ * "batched" batch two requests. */
+static void make_repository(const char *data, const char *repo)
+{
+    char path[PATH_MAX];
+    char source[PATH_MAX];
+
+    for (size_t i = 0; i < REPOSITORY_MODEL_COUNT; i++) {
+        const char *name = repository_models[i][0];
+        snprintf(path, sizeof(path), "%s/%s", repo, name);
+        assert_int_equal(mkdir(path, 0700), 0);
+        snprintf(path, sizeof(path), "%s/%s/1", repo, name);
+        assert_int_equal(mkdir(path, 0700), 0);
+        snprintf(path, sizeof(path), "%s/%s/1/model.onnx", repo, name);
+        snprintf(source, sizeof(source), "%s/%s", data, repository_models[i][1]);
+        copy_file(source, path);
+    }
+    snprintf(path, sizeof(path), "%s/batched/config.json", repo);
+    write_text(path, "{\"max_batch_size\": 8, \"dynamic_batching\": "
+                     "{\"max_queue_delay_us\": 20000, \"preferred_batch_sizes\": [2]}}");
+}
+
+static void remove_repository(const char *repo)
+{
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < REPOSITORY_MODEL_COUNT; i++) {
+        const char *name = repository_models[i][0];
+        snprintf(path, sizeof(path), "%s/%s/1/model.onnx", repo, name);
+        remove(path);
+        snprintf(path, sizeof(path), "%s/%s/1", repo, name);
+        remove(path);
+        snprintf(path, sizeof(path), "%s/%s/config.json", repo, name);
+        remove(path);
+        snprintf(path, sizeof(path), "%s/%s", repo, name);
+        remove(path);
+    }
+    remove(repo);
+}
+
+static void server_options(oxs_options_t *options)
+{
+    oxs_options_init(options);
+    options->workers = 1;
+    options->queue_size = 8;
+}
+
+/* Returns true when every repository model's version 1 is READY. */
+static bool models_ready(oxs_server_t *server);
+
+/* Returns true when model name version 1 is READY. */
+static bool model_ready(oxs_server_t *server, const char *name)
+{
+    oxs_model_t *model = NULL;
+
+    if (oxs_server_get_model(server, name, 1, &model) != OXS_OK)
+        return false;
+    bool ready = oxs_model_state(model) == OXS_MODEL_READY;
+    oxs_model_release(model);
+    return ready;
+}
+
+static bool models_ready(oxs_server_t *server)
+{
+    for (size_t i = 0; i < REPOSITORY_MODEL_COUNT; i++) {
+        if (!model_ready(server, repository_models[i][0]))
+            return false;
+    }
+    return true;
+}
+
+static void print_model_states(oxs_server_t *server)
+{
+    size_t count = oxs_server_model_count(server);
+
+    for (size_t i = 0; i < count; i++) {
+        oxs_model_t *model = NULL;
+        if (oxs_server_model_at(server, i, &model) != OXS_OK)
+            break;
+        fprintf(stderr, "model %s version %lld: %s %s\n", oxs_model_name(model),
+                (long long)oxs_model_version(model),
+                oxs_model_state_name(oxs_model_state(model)), oxs_model_state_reason(model));
+        oxs_model_release(model);
+    }
+}
+
+static int setup_server(void **state)
+{
+    const char *data = getenv("ONNXSERVE_TEST_DATA");
+    fixture_t *fixture = calloc(1, sizeof(*fixture));
+    oxs_options_t options;
+    char error[512];
+
+    if (fixture == NULL)
+        return -1;
+    *state = fixture;
+    install_crash_report();
+    define_kinds();
+    if (data == NULL)
+        return 0; /* the tests skip */
+
+    snprintf(fixture->repo, sizeof(fixture->repo), "/tmp/oxs-fault-XXXXXX");
+    if (mkdtemp(fixture->repo) == NULL)
+        return -1;
+    make_repository(data, fixture->repo);
+
+    server_options(&options);
+    if (oxs_server_create(&options, &fixture->server, error, sizeof(error)) != OXS_OK) {
+        fprintf(stderr, "server: %s\n", error);
+        return -1;
+    }
+    if (oxs_server_load_repository(fixture->server, fixture->repo, error, sizeof(error)) !=
+        OXS_OK) {
+        fprintf(stderr, "repository: %s\n", error);
+        return -1;
+    }
+    if (!models_ready(fixture->server)) {
+        print_model_states(fixture->server);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown_server(void **state)
+{
+    fixture_t *fixture = *state;
+
+    if (fixture->server != NULL)
+        oxs_server_destroy(fixture->server);
+    if (fixture->repo[0] != '\0')
+        remove_repository(fixture->repo);
+    free_kinds();
+    free(fixture);
+    return 0;
+}
+
+static fixture_t *fixture_of(void **state)
+{
+    fixture_t *fixture = *state;
+
+    if (fixture->server == NULL)
+        skip();
+    return fixture;
+}
+
+/* Waits until the server has finished every request, so that its workers free nothing after
+ * the live blocks are counted. */
+static void drain(oxs_server_t *server)
+{
+    assert_int_equal(oxs_server_drain(server, 20000), 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One run of a request kind */
+
+static void fail_run(const request_kind_t *kind, size_t nth, const char *what, harness_t *h)
+{
+    fprintf(stderr, "request kind \"%s\", failing allocation %zu: %s\n", kind->name, nth, what);
+    if (h != NULL && h->output.len > 0)
+        fprintf(stderr, "session output:\n%.*s\n", (int)h->output.len, h->output.data);
+    fault_print_site();
+    fail_msg("request kind \"%s\", failing allocation %zu: %s", kind->name, nth, what);
+}
+
+/* Checks one session's outcome, which must be the normal response. When a failure was injected,
+ * a 5xx response with a JSON error body, a closed connection or no session at all also pass. */
+static void check_outcome(const request_kind_t *kind, size_t nth, bool injected, harness_t *h)
+{
+    response_t r;
+
+    if (h->session == NULL) {
+        if (!injected)
+            fail_run(kind, nth, "the session was not created", h);
+        return;
+    }
+    if (!parse_response(h, &r))
+        fail_run(kind, nth, "the output is not one well-formed HTTP response", h);
+
+    bool normal = r.count == 1 && r.status == kind->status &&
+                  memmem(r.body.data, r.body.len, kind->expected, strlen(kind->expected)) != NULL;
+    bool server_error = r.count == 1 && r.status >= 500 && r.status <= 599 && is_json_error(&r);
+    bool closed_silently = r.count == 0 && h->closed;
+    oxs_buf_free(&r.body);
+
+    if (normal)
+        return;
+    if (!injected)
+        fail_run(kind, nth, "no failure was injected but the response is not the normal one", h);
+    if (!server_error && !closed_silently)
+        fail_run(kind, nth, "neither the normal response, a 5xx JSON error nor a close", h);
+}
+
+/* Releases the sessions right after their requests were fed, as a transport does when the
+ * client closes its connection, and lets the dropped requests finish. There is no response to
+ * check: the run must only neither crash nor leak. */
+static bool run_client_leaves(oxs_server_t *server, harness_t **sessions, int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (sessions[i]->session != NULL)
+            oxs__http_session_release(sessions[i]->session);
+        sessions[i]->session = NULL;
+    }
+    drain(server);
+    bool injected = fault_disarm();
+    for (int i = 0; i < count; i++)
+        harness_close(sessions[i]);
+    return injected;
+}
+
+/* Sends the request kind with allocation nth armed (0: none) and checks the outcome. Returns
+ * true when the failure was injected. */
+static bool run_kind(oxs_server_t *server, const request_kind_t *kind, size_t nth)
+{
+    harness_t *sessions[MAX_SESSIONS];
+    bool answered[MAX_SESSIONS];
+
+    set_current_run(kind->name, nth);
+    fault_arm(nth);
+    for (int i = 0; i < kind->sessions; i++)
+        sessions[i] = harness_open(server, kind->default_model);
+    for (int i = 0; i < kind->sessions; i++) {
+        if (sessions[i]->session != NULL)
+            oxs__http_session_feed(sessions[i]->session, kind->request.data, kind->request.len);
+    }
+    if (kind->client_leaves)
+        return run_client_leaves(server, sessions, kind->sessions);
+    for (int i = 0; i < kind->sessions; i++)
+        answered[i] = sessions[i]->session == NULL || wait_for_outcome(sessions[i]);
+    bool injected = fault_disarm();
+
+    for (int i = 0; i < kind->sessions; i++) {
+        if (!answered[i])
+            fail_run(kind, nth, "no response within 20 s and the connection is open",
+                     sessions[i]);
+        check_outcome(kind, nth, injected, sessions[i]);
+    }
+    for (int i = 0; i < kind->sessions; i++)
+        harness_close(sessions[i]);
+    drain(server);
+    return injected;
+}
+
+static void check_no_leak(const char *name, size_t nth, size_t before)
+{
+    size_t after = fault_live_count();
+
+    if (after == before)
+        return;
+    fprintf(stderr, "%s, failing allocation %zu: %zu live blocks before, %zu after\n", name, nth,
+            before, after);
+    fault_print_site();
+#ifdef FAULT_ASAN
+    /* Names the allocation stacks of blocks that nothing points to any more. */
+    __lsan_do_recoverable_leak_check();
+#endif
+    fail_msg("%s, failing allocation %zu: %zd blocks leaked", name, nth,
+             (ssize_t)after - (ssize_t)before);
+}
+
+/* Fails allocation 1, 2, ... of the request kind until a run completes without reaching the
+ * armed allocation. Each failing run is followed by a normal one, and the live block count
+ * must then be back to its value before the failing run. */
+static void sweep_kind(oxs_server_t *server, const request_kind_t *kind)
+{
+    size_t nth;
+
+    /* Two normal runs first: lazily created state (pooled requests, arena chunks, statistics)
+     * then exists before blocks are counted. */
+    run_kind(server, kind, 0);
+    run_kind(server, kind, 0);
+
+    for (nth = 1; nth <= MAX_FAILURE_INDEX; nth++) {
+        size_t before = fault_live_count();
+        bool injected = run_kind(server, kind, nth);
+
+        run_kind(server, kind, 0);
+        check_no_leak(kind->name, nth, before);
+        if (!injected)
+            break;
+    }
+    if (nth > MAX_FAILURE_INDEX)
+        fail_msg("request kind \"%s\": still allocating after %d calls", kind->name,
+                 MAX_FAILURE_INDEX);
+    printf("fault: request kind \"%s\": %zu allocation calls, each failed once\n", kind->name,
+           nth - 1);
+}
+
+static void sweep_named(void **state, const char *name)
+{
+    fixture_t *fixture = fixture_of(state);
+
+    for (int i = 0; i < KIND_COUNT; i++) {
+        if (strcmp(kinds[i].name, name) == 0) {
+            sweep_kind(fixture->server, &kinds[i]);
+            return;
+        }
+    }
+    fail_msg("no request kind \"%s\"", name);
+}
+
+#define KIND_TEST(function, name) \
+    static void function(void **state) \
+    { \
+        sweep_named(state, name); \
+    }
+
+KIND_TEST(test_json_infer, "JSON infer")
+KIND_TEST(test_binary_infer, "binary infer")
+KIND_TEST(test_large_json_infer, "large JSON infer")
+KIND_TEST(test_gzip_infer, "gzip infer")
+KIND_TEST(test_chunked_infer, "chunked infer")
+KIND_TEST(test_bytes_infer, "BYTES infer")
+KIND_TEST(test_long_escaped_string, "long escaped string")
+KIND_TEST(test_client_leaves, "infer, client leaves")
+KIND_TEST(test_predict, "predict")
+KIND_TEST(test_model_metadata, "model metadata")
+KIND_TEST(test_model_stats, "model stats")
+KIND_TEST(test_metrics, "metrics")
+KIND_TEST(test_repository_index, "repository index")
+KIND_TEST(test_batched_infer, "batched infer")
+KIND_TEST(test_bad_shape, "bad shape")
+KIND_TEST(test_model_config, "model config")
+KIND_TEST(test_healthz, "healthz")
+KIND_TEST(test_unknown_route, "unknown route")
+
+/* ------------------------------------------------------------------------------------------ */
+/* The model load path */
+
+/* Creates a server, loads the repository and destroys the server, with allocation nth armed
+ * (0: none). Returns true when the failure was injected. */
+static bool run_load(const char *repo, size_t nth)
+{
+    oxs_options_t options;
+    oxs_server_t *server = NULL;
+    char error[512] = "";
+    oxs_status_t load_status = OXS_ERR_INTERNAL;
+    bool ready = false;
+
+    snprintf(current_run, sizeof(current_run), "model load, failing allocation %zu", nth);
+    server_options(&options);
+    fault_arm(nth);
+    oxs_status_t create_status = oxs_server_create(&options, &server, error, sizeof(error));
+    if (create_status == OXS_OK) {
+        load_status = oxs_server_load_repository(server, repo, error, sizeof(error));
+        ready = models_ready(server);
+    }
+    bool injected = fault_disarm();
+
+    if (create_status != OXS_OK && server != NULL)
+        fail_msg("model load, failing allocation %zu: oxs_server_create failed (%s) but set "
+                 "its output", nth, error);
+    if (!injected && !ready) {
+        fault_print_site();
+        fail_msg("model load with no failure injected: not every model is READY (%s)", error);
+    }
+    if (!injected && load_status != OXS_OK)
+        fail_msg("model load with no failure injected: %s", error);
+    oxs_server_destroy(server);
+    return injected;
+}
+
+static void test_model_load(void **state)
+{
+    fixture_t *fixture = fixture_of(state);
+    size_t nth;
+
+    /* The fixture's server keeps ONNX Runtime's environment alive, so each run creates only
+     * its own server. One normal run first creates what is created once per process. */
+    run_load(fixture->repo, 0);
+
+    for (nth = 1; nth <= MAX_FAILURE_INDEX; nth++) {
+        size_t before = fault_live_count();
+        bool injected = run_load(fixture->repo, nth);
+
+        check_no_leak("model load", nth, before);
+        if (!injected)
+            break;
+    }
+    if (nth > MAX_FAILURE_INDEX)
+        fail_msg("model load: still allocating after %d calls", MAX_FAILURE_INDEX);
+    printf("fault: model load: %zu allocation calls, each failed once\n", nth - 1);
+
+    /* The fixture's server still serves. */
+    run_kind(fixture->server, &kinds[0], 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_infer),
+        cmocka_unit_test(test_binary_infer),
+        cmocka_unit_test(test_large_json_infer),
+        cmocka_unit_test(test_gzip_infer),
+        cmocka_unit_test(test_chunked_infer),
+        cmocka_unit_test(test_bytes_infer),
+        cmocka_unit_test(test_long_escaped_string),
+        cmocka_unit_test(test_client_leaves),
+        cmocka_unit_test(test_predict),
+        cmocka_unit_test(test_model_metadata),
+        cmocka_unit_test(test_model_stats),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_repository_index),
+        cmocka_unit_test(test_batched_infer),
+        cmocka_unit_test(test_bad_shape),
+        cmocka_unit_test(test_model_config),
+        cmocka_unit_test(test_healthz),
+        cmocka_unit_test(test_unknown_route),
+        cmocka_unit_test(test_model_load),
+    };
+
+    int failed = cmocka_run_group_tests_name("fault", tests, setup_server, teardown_server);
+    snprintf(current_run, sizeof(current_run), "the leak check at exit");
+    oxs_test_exit(failed);
+}
