@@ -232,9 +232,12 @@ static void on_handle_closed(uv_handle_t *handle) {
     }
     return;
   }
-  /* A load connection reconnects once its socket is closed, at once or after the reconnect
-   * delay that its timer counts. */
-  if (handle == (uv_handle_t *)&conn->tcp && conn->state != CONN_WAITING) start_connect(conn);
+  /* A load connection reconnects once its socket is closed: at once, or when the reconnect
+   * delay that its timer counts has passed. */
+  if (handle != (uv_handle_t *)&conn->tcp) return;
+  if (conn->state != CONN_WAITING || !uv_is_active((uv_handle_t *)&conn->timer)) {
+    start_connect(conn);
+  }
 }
 
 static void send_request(bench_conn *conn, uint64_t origin_ns);
@@ -266,7 +269,7 @@ static void finish_control(bench_conn *conn, int status) {
   close_conn(conn, 1);
 }
 
-/* Closes the socket; a load connection reconnects afterwards unless for_good is set. */
+/* Closes the socket. A load connection reconnects afterwards unless for_good is set. */
 static void close_conn(bench_conn *conn, int for_good) {
   uv_timer_stop(&conn->timer);
   if (for_good && !conn->closing) {
@@ -499,7 +502,7 @@ static void on_stats_done(bench_conn *conn, int status) {
   }
 }
 
-/* Starts a GET of the server's statistics into snapshot slot; it completes while the load
+/* Starts a GET of the server's statistics into snapshot slot. The GET completes while the load
  * goes on. */
 static void request_snapshot(bench_runner *runner, int slot) {
   memset(&runner->snapshots[slot], 0, sizeof(runner->snapshots[slot]));
@@ -560,7 +563,7 @@ static void on_arrival_ready(uv_poll_t *poll, int status, int events) {
   bench_runner *runner = poll->data;
   uint64_t expirations;
   if (read(runner->arrival_fd, &expirations, sizeof(expirations)) < 0) {
-    /* EAGAIN: nothing expired; arrivals_due rearms the timer either way. */
+    /* EAGAIN means nothing expired, and arrivals_due rearms the timer either way. */
   }
   arrivals_due(runner);
 }

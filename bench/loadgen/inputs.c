@@ -122,7 +122,7 @@ static const bench_shape_option *find_shape_option(const bench_options *options,
  * --batch. */
 static int resolve_shape(const bench_options *options, const char *name, json_t *model_shape,
                          int *rank, int64_t *dims) {
-  const bench_shape_option *given = find_shape_option(options, name);
+  const bench_shape_option *shape_option = find_shape_option(options, name);
   int first_dynamic = 1;
   if (model_shape != NULL) {
     size_t model_rank = json_array_size(model_shape);
@@ -132,7 +132,7 @@ static int resolve_shape(const bench_options *options, const char *name, json_t 
       return -1;
     }
     first_dynamic = model_rank > 0 && json_integer_value(json_array_get(model_shape, 0)) < 0;
-    if (given == NULL) {
+    if (shape_option == NULL) {
       *rank = (int)model_rank;
       for (size_t i = 0; i < model_rank; i++) {
         dims[i] = json_integer_value(json_array_get(model_shape, i));
@@ -140,9 +140,9 @@ static int resolve_shape(const bench_options *options, const char *name, json_t 
       if (first_dynamic && options->batch == 0) dims[0] = 1;
     }
   }
-  if (given != NULL) {
-    *rank = given->rank;
-    memcpy(dims, given->dims, sizeof(int64_t) * (size_t)given->rank);
+  if (shape_option != NULL) {
+    *rank = shape_option->rank;
+    memcpy(dims, shape_option->dims, sizeof(int64_t) * (size_t)shape_option->rank);
   }
   if (options->batch > 0 && first_dynamic && *rank > 0) dims[0] = options->batch;
   for (int i = 0; i < *rank; i++) {
@@ -176,7 +176,12 @@ static int inputs_from_metadata(const bench_options *options, json_t *metadata,
     }
     if (!found) {
       fprintf(stderr, "onnxserve-bench: --shape names \"%s\", which is not an input of the "
-                      "model\n", options->shapes[i].name);
+                      "model (inputs:", options->shapes[i].name);
+      json_array_foreach(model_inputs, index, entry) {
+        const char *name = json_string_value(json_object_get(entry, "name"));
+        fprintf(stderr, " %s", name != NULL ? name : "(unnamed)");
+      }
+      fputs(")\n", stderr);
       return -1;
     }
   }
@@ -300,15 +305,15 @@ done:
 
 static int input_without_metadata(const bench_options *options, bench_inputs *inputs,
                                   bench_rng *rng) {
-  const bench_shape_option *given = &options->shapes[0];
-  if (check_datatype(given->name, options->datatype) != 0) return -1;
+  const bench_shape_option *shape_option = &options->shapes[0];
+  if (check_datatype(shape_option->name, options->datatype) != 0) return -1;
   int rank = 0;
   int64_t dims[BENCH_MAX_RANK];
-  if (resolve_shape(options, given->name, NULL, &rank, dims) != 0) return -1;
+  if (resolve_shape(options, shape_option->name, NULL, &rank, dims) != 0) return -1;
   inputs->count = 1;
   inputs->tensors = calloc(1, sizeof(bench_tensor));
   if (inputs->tensors == NULL) return -1;
-  if (allocate_tensor(&inputs->tensors[0], given->name, options->datatype, rank, dims) != 0) {
+  if (allocate_tensor(&inputs->tensors[0], shape_option->name, options->datatype, rank, dims) != 0) {
     return -1;
   }
   fill_random(&inputs->tensors[0], rng);

@@ -69,7 +69,7 @@ typedef struct {
 typedef struct {
   bench_tensor *tensors;
   int count;
-  int output_count; /* outputs in the model's metadata; 0 when unknown */
+  int output_count; /* outputs in the model's metadata, or 0 when unknown */
 } bench_inputs;
 
 /* Builds the inputs from the metadata document (NULL with --no-metadata) and the options: the
@@ -138,7 +138,7 @@ typedef struct {
 
 /* The connections, the libuv loop and the measurement state of a run. */
 typedef struct bench_runner bench_runner;
-/* Creates the runner for options->url; inputs may be NULL until bench_runner_set_inputs. */
+/* Creates the runner for options->url. inputs may be NULL until bench_runner_set_inputs. */
 bench_runner *bench_runner_new(const bench_options *options, const bench_inputs *inputs);
 void bench_runner_set_inputs(bench_runner *runner, const bench_inputs *inputs);
 /* Builds the inference and statistics requests once the inputs are set. */

@@ -61,8 +61,8 @@ static void write_json_body(FILE *out, const bench_inputs *inputs) {
   fputs("]}", out);
 }
 
-/* Writes the binary extension's JSON header; the tensor bytes follow it in input order. All
- * outputs are requested as binary data too. */
+/* Writes the binary extension's JSON header, which the tensor bytes follow in input order. It
+ * requests every output as binary data too. */
 static void write_binary_header(FILE *out, const bench_inputs *inputs) {
   fputs("{\"inputs\":[", out);
   for (int i = 0; i < inputs->count; i++) {

@@ -52,8 +52,8 @@ static void sort_samples(bench_samples *samples) {
 uint64_t bench_samples_percentile(bench_samples *samples, double percent) {
   if (samples->count == 0) return 0;
   sort_samples(samples);
-  /* Nearest rank: ceil(p/100 * n), 1-based. The small epsilon keeps p = 50 of n = 10 at rank 5
-   * despite the rounding of 0.5 * 10 in binary floating point. */
+  /* Nearest rank: ceil(p/100 * n), 1-based. The small epsilon keeps 99.9 / 100 * 1000, which
+   * binary floating point computes as 999.0000000000001, at rank 999. */
   double exact = percent / 100.0 * (double)samples->count;
   size_t rank = (size_t)ceil(exact - 1e-9);
   if (rank < 1) rank = 1;

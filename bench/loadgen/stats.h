@@ -32,7 +32,7 @@ int bench_samples_add(bench_samples *samples, uint64_t latency_ns);
 /* Sorts the samples in place and returns the nearest-rank percentile (0 < percent <= 100) in
  * nanoseconds, or 0 when there are no samples. */
 uint64_t bench_samples_percentile(bench_samples *samples, double percent);
-/* Sorts the samples and fills summary; elapsed_ns is the window's length for the throughput. */
+/* Sorts the samples and fills summary. elapsed_ns is the window's length, for the throughput. */
 void bench_samples_summarize(bench_samples *samples, uint64_t elapsed_ns, bench_summary *summary);
 
 /* splitmix64: a small, fast generator whose whole sequence follows from the seed. */
@@ -52,7 +52,7 @@ typedef struct {
   uint64_t next_ns; /* scheduled time of the next arrival */
 } bench_poisson;
 
-/* Starts the schedule at start_ns; the first arrival comes one random gap later. rate_per_sec
+/* Starts the schedule at start_ns, so the first arrival comes one random gap later. rate_per_sec
  * must be positive. */
 void bench_poisson_init(bench_poisson *schedule, uint64_t seed, double rate_per_sec,
                         uint64_t start_ns);

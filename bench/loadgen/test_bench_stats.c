@@ -44,6 +44,13 @@ static void test_percentile_small_counts(void **state) {
   assert_int_equal(bench_samples_percentile(&samples, 99), 100);
   bench_samples_free(&samples);
 
+  /* 99.9 / 100 * 1000 is 999.0000000000001 in binary floating point, yet the rank is 999. */
+  uint64_t thousand[1000];
+  for (int i = 0; i < 1000; i++) thousand[i] = (uint64_t)(i + 1);
+  fill_samples(&samples, thousand, 1000);
+  assert_int_equal(bench_samples_percentile(&samples, 99.9), 999);
+  bench_samples_free(&samples);
+
   uint64_t one = 7;
   fill_samples(&samples, &one, 1);
   assert_int_equal(bench_samples_percentile(&samples, 50), 7);
