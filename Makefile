@@ -8,6 +8,9 @@
 #   make test-fault     build build-fault/ with clang, ASan, UBSan and allocation failure
 #                       injection, then run tests/fault
 #   make test-tsan      build build-tsan/ with clang and ThreadSanitizer, then every test
+#   make build-fuzz     build the libFuzzer drivers in build-fuzz/ with clang, ASan and UBSan
+#   make fuzz-ci        run every driver for FUZZ_SECONDS (default 20) seconds; fails on a crash
+#   make fuzz           run one driver, FUZZER=NAME, for FUZZ_SECONDS seconds (fuzz/README.md)
 #
 # Variables: HOST, PORT, METRICS_PORT and RUN_ARGS (extra onnxserve flags) for make run; JOBS for parallel
 # builds; CMAKE_ARGS for extra CMake flags such as -DONNXRUNTIME_ROOT=/opt/onnxruntime;
@@ -22,12 +25,16 @@ PORT ?= 8000
 METRICS_PORT ?= 8002
 RUN_ARGS ?=
 CMAKE_ARGS ?=
+FUZZ_SECONDS ?= 20
+FUZZER ?= http_session
+FUZZERS := http_session json_infer binary_infer config model_name
 
 # Where scripts/fetch-deps.sh puts ONNX Runtime and the sample models. CMAKE_ARGS comes later
 # on the command line, so a -DONNXRUNTIME_ROOT there wins.
 DEPS_ARGS := -DONNXRUNTIME_ROOT=$(CACHE)/onnxruntime-1.29.0 -DOXS_MODELS_DIR=$(CACHE)/models
 
-.PHONY: all deps build run test build-sanitize test-sanitize build-tsan test-tsan clean
+.PHONY: all deps build run test build-sanitize test-sanitize build-tsan test-tsan clean \
+	build-fuzz fuzz-ci fuzz
 
 all: build
 
@@ -74,5 +81,16 @@ build-tsan: deps
 test-tsan: build-tsan
 	cd build-tsan && ctest --output-on-failure -j2
 
+build-fuzz: deps
+	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DOXS_SANITIZE=ON -DOXS_FUZZ=ON \
+	  -DCMAKE_C_COMPILER=clang $(DEPS_ARGS) $(CMAKE_ARGS)
+	cmake --build build-fuzz -j $(JOBS) --target oxs_fuzzers
+
+fuzz-ci: build-fuzz
+	fuzz/run.sh --fresh build-fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+fuzz: build-fuzz
+	fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZER)
+
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
