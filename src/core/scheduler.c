@@ -24,6 +24,10 @@ typedef struct instance {
     bool started;
     int device; /* GPU id from its group's gpus, or -1 on the CPU */
     void *run_options; /* OrtRunOptions, terminated to cancel the request it runs alone */
+    /* The thread's batch, allocated before the thread starts so that running out of memory
+     * fails the load instead of leaving a READY model without this instance. The thread frees
+     * it when it exits. */
+    struct batch *batch;
     /* The run in progress, for the watchdog; guarded by the scheduler lock. */
     int64_t run_started_us; /* 0 while idle */
     char request_id[129];   /* of the run's first request */
@@ -338,9 +342,7 @@ static void run_batch(instance_t *instance, batch_t *batch)
 static void *instance_main(void *arg)
 {
     instance_t *instance = arg;
-    batch_t *batch = oxs__malloc(&instance->scheduler->model->server->allocator, sizeof(*batch));
-    if (batch == NULL)
-        return NULL; /* NOTE: never seen; the instance is then missing until a reload */
+    batch_t *batch = instance->batch;
 
     while (next_batch(instance->scheduler, batch)) {
         int64_t now = oxs__now_us();
@@ -408,11 +410,19 @@ oxs_status_t oxs__scheduler_start(oxs_model_t *model, char *error, size_t error_
         if (instance->run_options == NULL)
             return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size,
                              "creating run options failed");
+        instance->batch = oxs__malloc(allocator, sizeof(*instance->batch));
+        if (instance->batch == NULL)
+            return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size,
+                             "out of memory starting instance %d of model \"%s\"", i,
+                             model->name);
         int rc = pthread_create(&instance->thread, NULL, instance_main, instance);
-        if (rc != 0)
+        if (rc != 0) {
+            oxs__free(allocator, instance->batch);
+            instance->batch = NULL;
             return oxs__fail(OXS_ERR_INTERNAL, error, error_size,
                              "starting instance %d of model \"%s\" failed: %s", i, model->name,
                              strerror(rc));
+        }
         instance->started = true;
         s->instance_count = i + 1;
         /* Named before create returns, so the thread test counts it at any time. */
