@@ -508,6 +508,7 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
     uint64_t config = 0;
     version_found_t *versions = NULL;
     char message[600] = "";
+    int config_failure = 0; /* errno of reading config.json */
     bool exists = false;
 
     if (!resolves_inside(control->real[r], dir, &exists)) {
@@ -526,6 +527,7 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
                           ? oxs__read_file(&server->allocator, config_path,
                                            OXS__MAX_CONFIG_BYTES, &config_text, &config_len)
                           : EXDEV;
+        config_failure = failure;
         if (failure != 0) {
             snprintf(message, sizeof(message), "config.json %s",
                      failure == EXDEV  ? "is a link that leaves the model repository"
@@ -540,7 +542,12 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
     long count = list_versions(control, r, entry->name, dir, mode.verbose, &versions);
     if (count < 0) {
         oxs__free(&server->allocator, config_text);
-        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size, "out of memory");
+        /* A model with no record would drop out of the repository index. */
+        if (entry->count == 0)
+            set_model_stub(server, entry, OXS_MODEL_UNAVAILABLE,
+                           "out of memory while listing the model's versions", false);
+        return oxs__fail(OXS_ERR_OUT_OF_MEMORY, error, error_size,
+                         "model \"%s\": out of memory while listing its versions", entry->name);
     }
 
     /* Poll: a config.json that changed since the previous scan may still be being written. */
@@ -561,7 +568,7 @@ static oxs_status_t sync_model(oxs__control_t *control, oxs__entry_t *entry, int
     else if (message[0] == '\0')
         oxs__config_defaults(server, &parsed.config);
     else
-        status = OXS_ERR_INVALID_ARGUMENT;
+        status = config_failure == ENOMEM ? OXS_ERR_OUT_OF_MEMORY : OXS_ERR_INVALID_ARGUMENT;
     oxs__config_free(server, &parsed);
     if (status != OXS_OK) {
         bool serving = false;
