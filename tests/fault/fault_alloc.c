@@ -208,7 +208,10 @@ void fault_arm(size_t nth)
     injected = false;
     target = nth;
     counted = 0;
-    site_depth = 0;
+    /* A run with nothing armed keeps the previous site: a failure in that run most likely
+     * follows from the previous injection. */
+    if (nth > 0)
+        site_depth = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -253,7 +256,7 @@ void fault_print_site(void)
         fprintf(stderr, "no allocation failure was injected\n");
         return;
     }
-    fprintf(stderr, "stack of the allocation call that failed:\n");
+    fprintf(stderr, "stack of the allocation call that was failed last:\n");
 #ifdef FAULT_SYMBOLIZE
     for (int i = 0; i < depth; i++) {
         char line[512];

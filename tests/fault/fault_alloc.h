@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 /* Makes the nth allocation call from now on (1 is the next one) return NULL, on any thread.
- * Calls on a thread inside fault_pause are neither counted nor failed. */
+ * Calls on a thread inside fault_pause are neither counted nor failed. 0 arms nothing. */
 void fault_arm(size_t nth);
 
 /* Stops counting. Returns true when the armed failure was injected since fault_arm. */
@@ -25,8 +25,8 @@ size_t fault_live_count(void);
 void fault_pause(void);
 void fault_resume(void);
 
-/* Writes the stack of the call that the injected failure hit to stderr, or a line saying that
- * no failure was injected. */
+/* Writes to stderr the stack of the last allocation call that was failed, or a line saying that
+ * none was failed since the last fault_arm with a nonzero nth. */
 void fault_print_site(void);
 
 #endif /* OXS_TESTS_FAULT_ALLOC_H */

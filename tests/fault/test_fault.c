@@ -360,9 +360,9 @@ static void format_large_request(request_kind_t *kind)
     oxs_buf_free(&body);
 }
 
-/* Characters in the long string: with one escape among them, yajl decodes the whole string into
- * its own buffer, which grows from the request's arena past the 1 MiB chunk that a pooled
- * request keeps, so the arena allocates for yajl. */
+/* Characters in the long string. With one escape among them, yajl decodes the whole string into
+ * its own buffer, which grows from the request's arena. The buffer outgrows the 1 MiB chunk that
+ * a pooled request keeps, so the arena allocates for yajl. */
 #define LONG_STRING_BYTES 1500000
 
 static void format_long_string_request(request_kind_t *kind)
@@ -415,7 +415,7 @@ static void format_chunked_request(request_kind_t *kind)
     assert_false(kind->request.failed);
 }
 
-enum { KIND_COUNT = 18 };
+enum { KIND_COUNT = 20 };
 
 static request_kind_t kinds[KIND_COUNT];
 
@@ -488,6 +488,13 @@ static void define_kinds(void)
 
     *k = (request_kind_t){.name = "unknown route", .status = 404, .expected = "not found"};
     format_request(k++, "GET", "/v2/nowhere", "", "", 0);
+
+    /* Only for servers in explicit model control mode (test_cold_server). */
+    *k = (request_kind_t){.name = "repository load", .status = 200, .expected = ""};
+    format_request(k++, "POST", "/v2/repository/models/batched/load", "", "", 0);
+
+    *k = (request_kind_t){.name = "repository unload", .status = 200, .expected = ""};
+    format_request(k++, "POST", "/v2/repository/models/batched/unload", "", "", 0);
 
     assert_int_equal(k - kinds, KIND_COUNT);
     for (int i = 0; i < KIND_COUNT; i++) {
@@ -831,17 +838,21 @@ static void sweep_kind(oxs_server_t *server, const request_kind_t *kind)
            nth - 1);
 }
 
+static const request_kind_t *kind_named(const char *name)
+{
+    for (int i = 0; i < KIND_COUNT; i++) {
+        if (strcmp(kinds[i].name, name) == 0)
+            return &kinds[i];
+    }
+    fail_msg("no request kind \"%s\"", name);
+    return NULL;
+}
+
 static void sweep_named(void **state, const char *name)
 {
     fixture_t *fixture = fixture_of(state);
 
-    for (int i = 0; i < KIND_COUNT; i++) {
-        if (strcmp(kinds[i].name, name) == 0) {
-            sweep_kind(fixture->server, &kinds[i]);
-            return;
-        }
-    }
-    fail_msg("no request kind \"%s\"", name);
+    sweep_kind(fixture->server, kind_named(name));
 }
 
 #define KIND_TEST(function, name) \
@@ -868,6 +879,85 @@ KIND_TEST(test_bad_shape, "bad shape")
 KIND_TEST(test_model_config, "model config")
 KIND_TEST(test_healthz, "healthz")
 KIND_TEST(test_unknown_route, "unknown route")
+
+/* ------------------------------------------------------------------------------------------ */
+/* First requests on a fresh server */
+
+typedef struct cold_case {
+    const char *kind;
+    oxs_control_mode_t mode;
+    const char *loaded_first; /* model that explicit mode loads before the run, or NULL */
+} cold_case_t;
+
+/* Request paths that allocate more on a server's first request than later: the pooled request
+ * and its arena, per-model statistics, and in explicit mode the models themselves. */
+static const cold_case_t cold_cases[] = {
+    {"JSON infer", OXS_CONTROL_NONE, NULL},
+    {"binary infer", OXS_CONTROL_NONE, NULL},
+    {"BYTES infer", OXS_CONTROL_NONE, NULL},
+    {"batched infer", OXS_CONTROL_NONE, NULL},
+    {"predict", OXS_CONTROL_NONE, NULL},
+    {"repository load", OXS_CONTROL_EXPLICIT, NULL},
+    {"repository unload", OXS_CONTROL_EXPLICIT, "batched"},
+};
+
+static oxs_server_t *start_server(const char *repo, oxs_control_mode_t mode)
+{
+    oxs_options_t options;
+    oxs_server_t *server = NULL;
+    char error[512] = "";
+
+    server_options(&options);
+    options.control_mode = mode;
+    if (oxs_server_create(&options, &server, error, sizeof(error)) != OXS_OK)
+        fail_msg("server: %s", error);
+    if (oxs_server_load_repository(server, repo, error, sizeof(error)) != OXS_OK)
+        fail_msg("repository %s: %s", repo, error);
+    return server;
+}
+
+/* Runs the case's request on a new server with allocation nth armed, then the repository index
+ * with nothing armed, and destroys the server. Returns true when the failure was injected. */
+static bool run_cold(const char *repo, const cold_case_t *cold, size_t nth)
+{
+    oxs_server_t *server = start_server(repo, cold->mode);
+    char error[512] = "";
+
+    if (cold->loaded_first != NULL &&
+        oxs_repository_control(server, OXS_REPOSITORY_LOAD, cold->loaded_first, error,
+                               sizeof(error)) != OXS_OK)
+        fail_msg("loading %s: %s", cold->loaded_first, error);
+    bool injected = run_kind(server, kind_named(cold->kind), nth);
+    run_kind(server, kind_named("repository index"), 0);
+    oxs_server_destroy(server);
+    return injected;
+}
+
+static void test_cold_server(void **state)
+{
+    fixture_t *fixture = fixture_of(state);
+
+    for (size_t i = 0; i < sizeof(cold_cases) / sizeof(cold_cases[0]); i++) {
+        const cold_case_t *cold = &cold_cases[i];
+        char name[96];
+        size_t nth;
+
+        snprintf(name, sizeof(name), "first %s on a new server", cold->kind);
+        /* One normal run first creates what is created once per process. */
+        run_cold(fixture->repo, cold, 0);
+        for (nth = 1; nth <= MAX_FAILURE_INDEX; nth++) {
+            size_t before = fault_live_count();
+            bool injected = run_cold(fixture->repo, cold, nth);
+
+            check_no_leak(name, nth, before);
+            if (!injected)
+                break;
+        }
+        if (nth > MAX_FAILURE_INDEX)
+            fail_msg("%s: still allocating after %d calls", name, MAX_FAILURE_INDEX);
+        printf("fault: %s: %zu allocation calls, each failed once\n", name, nth - 1);
+    }
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* The model load path */
@@ -951,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_model_config),
         cmocka_unit_test(test_healthz),
         cmocka_unit_test(test_unknown_route),
+        cmocka_unit_test(test_cold_server),
         cmocka_unit_test(test_model_load),
     };
 
