@@ -82,6 +82,7 @@ typedef struct listener {
     int fd; /* listening socket until libuv owns it, else -1 */
     bool ready;
     bool closed;
+    bool reject_waiting; /* a connection to reject waits until the loop's reject handle closes */
 } listener_t;
 
 struct io_loop {
@@ -101,6 +102,10 @@ struct io_loop {
     atomic_int commands;
     atomic_int open_connections; /* written by this loop's thread only */
     connection_t *connections;
+    /* Accepts and closes a connection that gets no connection_t for want of memory, because
+     * libuv stops watching a listener until its pending connection is accepted. */
+    uv_tcp_t reject;
+    bool reject_busy; /* reject is open or closing */
     char read_buffer[READ_BUFFER_BYTES];
 };
 
@@ -374,6 +379,40 @@ static const oxs__http_session_io_t session_io = {
     .close = io_close,
 };
 
+static void loop_reject_connection(io_loop_t *loop, listener_t *listener);
+
+static void loop_on_reject_closed(uv_handle_t *handle)
+{
+    io_loop_t *loop = handle->data;
+
+    loop->reject_busy = false;
+    for (int i = 0; i < loop->listener_count; i++) {
+        listener_t *listener = &loop->listeners[i];
+        if (listener->reject_waiting) {
+            listener->reject_waiting = false;
+            loop_reject_connection(loop, listener);
+            return;
+        }
+    }
+}
+
+/* Accepts the listener's pending connection into the loop's reject handle and closes it, so
+ * that the client sees the connection close and the listener accepts again. */
+static void loop_reject_connection(io_loop_t *loop, listener_t *listener)
+{
+    if (listener->closed)
+        return; /* closing the listener closes its pending connection */
+    if (loop->reject_busy) {
+        listener->reject_waiting = true;
+        return;
+    }
+    loop->reject_busy = true;
+    uv_tcp_init(&loop->loop, &loop->reject);
+    loop->reject.data = loop;
+    (void)uv_accept((uv_stream_t *)&listener->tcp, (uv_stream_t *)&loop->reject);
+    uv_close((uv_handle_t *)&loop->reject, loop_on_reject_closed);
+}
+
 static void listener_on_connection(uv_stream_t *stream, int status)
 {
     listener_t *listener = stream->data;
@@ -395,6 +434,7 @@ static void listener_on_connection(uv_stream_t *stream, int status)
         if (oxs_log_enabled(logger, OXS_LOG_ERROR))
             oxs_log_write(logger, OXS_LOG_ERROR, NULL, NULL,
                           "out of memory while accepting a connection", NULL, 0);
+        loop_reject_connection(loop, listener);
         return;
     }
     conn->loop = loop;
