@@ -18,15 +18,20 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <http_parser.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
@@ -35,6 +40,7 @@
 #include "common/buf.h"
 #include "exit_now.h"
 #include "fault_alloc.h"
+#include "http/frontend.h"
 #include "http/session.h"
 #include "onnxserve.h"
 
@@ -262,9 +268,9 @@ static const http_parser_settings response_settings = {
     .on_message_complete = on_response_complete,
 };
 
-/* Parses the session's output, which must contain at most one response. Returns false when the bytes
- * are not a well-formed HTTP response. */
-static bool parse_response(const harness_t *h, response_t *r)
+/* Parses a session's output, which must contain at most one response. Returns false when the
+ * bytes are not a well-formed HTTP response. */
+static bool parse_response(const oxs_buf_t *output, response_t *r)
 {
     http_parser parser;
 
@@ -272,10 +278,9 @@ static bool parse_response(const harness_t *h, response_t *r)
     oxs_buf_init(&r->body, 0);
     http_parser_init(&parser, HTTP_RESPONSE);
     parser.data = r;
-    size_t parsed = http_parser_execute(&parser, &response_settings, h->output.data,
-                                        h->output.len);
+    size_t parsed = http_parser_execute(&parser, &response_settings, output->data, output->len);
     oxs_buf_cstr(&r->body);
-    return HTTP_PARSER_ERRNO(&parser) == HPE_OK && parsed == h->output.len && r->count <= 1;
+    return HTTP_PARSER_ERRNO(&parser) == HPE_OK && parsed == output->len && r->count <= 1;
 }
 
 /* Returns true when the body is a JSON object with an "error" string. */
@@ -706,41 +711,52 @@ static void drain(oxs_server_t *server)
 /* ------------------------------------------------------------------------------------------ */
 /* One run of a request kind */
 
-static void fail_run(const request_kind_t *kind, size_t nth, const char *what, harness_t *h)
+static void fail_run(const request_kind_t *kind, size_t nth, const char *what,
+                     const oxs_buf_t *output)
 {
     fprintf(stderr, "request kind \"%s\", failing allocation %zu: %s\n", kind->name, nth, what);
-    if (h != NULL && h->output.len > 0)
-        fprintf(stderr, "session output:\n%.*s\n", (int)h->output.len, h->output.data);
+    if (output != NULL && output->len > 0)
+        fprintf(stderr, "output:\n%.*s\n", (int)(output->len < 4096 ? output->len : 4096),
+                output->data);
     fault_print_site();
     fail_msg("request kind \"%s\", failing allocation %zu: %s", kind->name, nth, what);
 }
 
-/* Checks one session's outcome, which must be the normal response. When a failure was injected,
- * a 5xx response with a JSON error body, a closed connection or no session at all also pass. */
-static void check_outcome(const request_kind_t *kind, size_t nth, bool injected, harness_t *h)
+/* Checks the bytes a connection received, which must be the normal response. When a failure
+ * was injected, a 5xx response with a JSON error body or a close with no response also pass. */
+static void check_output(const request_kind_t *kind, size_t nth, bool injected,
+                         const oxs_buf_t *output, bool closed)
 {
     response_t r;
 
-    if (h->session == NULL) {
-        if (!injected)
-            fail_run(kind, nth, "the session was not created", h);
-        return;
-    }
-    if (!parse_response(h, &r))
-        fail_run(kind, nth, "the output is not one well-formed HTTP response", h);
+    if (!parse_response(output, &r))
+        fail_run(kind, nth, "the output is not one well-formed HTTP response", output);
 
     bool normal = r.count == 1 && r.status == kind->status &&
                   memmem(r.body.data, r.body.len, kind->expected, strlen(kind->expected)) != NULL;
     bool server_error = r.count == 1 && r.status >= 500 && r.status <= 599 && is_json_error(&r);
-    bool closed_silently = r.count == 0 && h->closed;
+    bool closed_silently = r.count == 0 && closed;
     oxs_buf_free(&r.body);
 
     if (normal)
         return;
     if (!injected)
-        fail_run(kind, nth, "no failure was injected but the response is not the normal one", h);
+        fail_run(kind, nth, "no failure was injected but the response is not the normal one",
+                 output);
     if (!server_error && !closed_silently)
-        fail_run(kind, nth, "neither the normal response, a 5xx JSON error nor a close", h);
+        fail_run(kind, nth, "neither the normal response, a 5xx JSON error nor a close", output);
+}
+
+/* Checks one session's outcome like check_output. A session that could not be created also
+ * passes when a failure was injected. */
+static void check_outcome(const request_kind_t *kind, size_t nth, bool injected, harness_t *h)
+{
+    if (h->session == NULL) {
+        if (!injected)
+            fail_run(kind, nth, "the session was not created", NULL);
+        return;
+    }
+    check_output(kind, nth, injected, &h->output, h->closed);
 }
 
 /* Releases the sessions right after their requests were fed, as a transport does when the
@@ -784,7 +800,7 @@ static bool run_kind(oxs_server_t *server, const request_kind_t *kind, size_t nt
     for (int i = 0; i < kind->sessions; i++) {
         if (!answered[i])
             fail_run(kind, nth, "no response within 20 s and the connection is open",
-                     sessions[i]);
+                     &sessions[i]->output);
         check_outcome(kind, nth, injected, sessions[i]);
     }
     for (int i = 0; i < kind->sessions; i++)
@@ -879,6 +895,175 @@ KIND_TEST(test_bad_shape, "bad shape")
 KIND_TEST(test_model_config, "model config")
 KIND_TEST(test_healthz, "healthz")
 KIND_TEST(test_unknown_route, "unknown route")
+
+/* ------------------------------------------------------------------------------------------ */
+/* Requests over loopback TCP, through the libuv transport */
+
+/* Connects to 127.0.0.1:port. Sending and receiving time out after 20 s, so that a server that
+ * stops reading or never responds fails the test instead of hanging it. */
+static int connect_loopback(int port)
+{
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval timeout = {.tv_sec = 20};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    return fd;
+}
+
+static bool response_complete(const oxs_buf_t *output)
+{
+    response_t r;
+    bool complete = parse_response(output, &r) && r.count == 1;
+
+    oxs_buf_free(&r.body);
+    return complete;
+}
+
+/* Sends the request on a new connection and reads until one response is complete or the
+ * server closes the connection. Returns false when 20 s pass first. The test's own allocations
+ * here are not counted. */
+static bool exchange_over_tcp(int port, const request_kind_t *kind, oxs_buf_t *output,
+                              bool *closed)
+{
+    char block[65536];
+    size_t sent = 0;
+    bool timed_out = false;
+
+    fault_pause();
+    *closed = false;
+    int fd = connect_loopback(port);
+    while (sent < kind->request.len) {
+        ssize_t n = send(fd, kind->request.data + sent, kind->request.len - sent, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server stopped reading: read what it sent */
+        sent += (size_t)n;
+    }
+    for (;;) {
+        ssize_t n = recv(fd, block, sizeof(block), 0);
+        if (n > 0) {
+            oxs_buf_append(output, block, (size_t)n);
+            if (response_complete(output))
+                break;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            timed_out = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            *closed = !timed_out; /* an orderly close or a reset */
+            break;
+        }
+    }
+    close(fd);
+    fault_resume();
+    return !timed_out;
+}
+
+/* Waits up to 5 s for the live block count to return to before, because the transport frees a
+ * connection on its loop thread after the client has closed it. */
+static void wait_live_count(size_t before)
+{
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+
+    for (int i = 0; i < 5000 && fault_live_count() != before; i++)
+        nanosleep(&pause, NULL);
+}
+
+/* Waits up to 5 s until the frontend has closed every connection. */
+static bool wait_connections_closed(const oxs_http_frontend_t *frontend)
+{
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000};
+
+    for (int i = 0; i < 5000; i++) {
+        if (oxs_http_open_connections(frontend) == 0)
+            return true;
+        nanosleep(&pause, NULL);
+    }
+    return false;
+}
+
+/* Sends the request kind over TCP with allocation nth armed (0: none) until the server has
+ * closed the connection, and checks what the client received. Returns true when the failure
+ * was injected. */
+static bool run_tcp(oxs_http_frontend_t *frontend, oxs_server_t *server,
+                    const request_kind_t *kind, size_t nth)
+{
+    oxs_buf_t output;
+    bool closed = false;
+
+    snprintf(current_run, sizeof(current_run),
+             "request kind \"%s\" over TCP, failing allocation %zu", kind->name, nth);
+    oxs_buf_init(&output, 0);
+    fault_arm(nth);
+    bool answered = exchange_over_tcp(oxs_http_port(frontend), kind, &output, &closed);
+    bool connections_closed = wait_connections_closed(frontend);
+    bool injected = fault_disarm();
+
+    if (!answered)
+        fail_run(kind, nth, "no response over TCP within 20 s and the connection is open",
+                 &output);
+    if (!connections_closed)
+        fail_run(kind, nth, "the server kept the connection open after the client closed it",
+                 &output);
+    check_output(kind, nth, injected, &output, closed);
+    oxs_buf_free(&output);
+    drain(server);
+    return injected;
+}
+
+/* Request kinds whose path through the transport differs: a body read in many pieces, a
+ * binary response, a large response written in parts, and a response without a model. */
+static const char *const tcp_kinds[] = {"JSON infer", "binary infer", "large JSON infer",
+                                        "gzip infer", "metrics", "unknown route"};
+
+static void test_over_tcp(void **state)
+{
+    fixture_t *fixture = fixture_of(state);
+    oxs_http_config_t config = {
+        .host = "127.0.0.1",
+        .port = 0,
+        .threads = 1,
+        .max_request_bytes = MAX_BODY,
+        .strict_readiness = true,
+        .metrics_port = -1,
+        .metrics_on_http_port = true,
+        .max_connections = 64,
+    };
+    oxs_http_frontend_t *frontend = NULL;
+    char error[512] = "";
+
+    if (oxs_http_start(fixture->server, &config, NULL, &frontend, error, sizeof(error)) !=
+        OXS_OK)
+        fail_msg("starting the HTTP frontend: %s", error);
+
+    for (size_t i = 0; i < sizeof(tcp_kinds) / sizeof(tcp_kinds[0]); i++) {
+        const request_kind_t *kind = kind_named(tcp_kinds[i]);
+        char name[96];
+        size_t nth;
+
+        snprintf(name, sizeof(name), "%s over TCP", kind->name);
+        run_tcp(frontend, fixture->server, kind, 0);
+        run_tcp(frontend, fixture->server, kind, 0);
+        for (nth = 1; nth <= MAX_FAILURE_INDEX; nth++) {
+            size_t before = fault_live_count();
+            bool injected = run_tcp(frontend, fixture->server, kind, nth);
+
+            run_tcp(frontend, fixture->server, kind, 0);
+            wait_live_count(before);
+            check_no_leak(name, nth, before);
+            if (!injected)
+                break;
+        }
+        if (nth > MAX_FAILURE_INDEX)
+            fail_msg("%s: still allocating after %d calls", name, MAX_FAILURE_INDEX);
+        printf("fault: %s: %zu allocation calls, each failed once\n", name, nth - 1);
+    }
+    drain(fixture->server);
+    oxs_http_destroy(frontend);
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* First requests on a fresh server */
@@ -1041,6 +1226,7 @@ int main(void)
         cmocka_unit_test(test_model_config),
         cmocka_unit_test(test_healthz),
         cmocka_unit_test(test_unknown_route),
+        cmocka_unit_test(test_over_tcp),
         cmocka_unit_test(test_cold_server),
         cmocka_unit_test(test_model_load),
     };
