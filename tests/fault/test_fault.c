@@ -6,9 +6,12 @@
  * same request normally, and the number of live blocks must be back where it was. The loop
  * for a kind ends at the first N that the path never reaches.
  *
- * Requests go through HTTP sessions with a fake transport, as in tests/unit/test_http_session.c,
- * against a server that loads a model repository built from the generated test models
- * ($ONNXSERVE_TEST_DATA). A crash, a use after free or a double free stops the test, and the
+ * Most requests go through HTTP sessions with a fake transport, as in
+ * tests/unit/test_http_session.c, against a server that loads a model repository built from the
+ * generated test models ($ONNXSERVE_TEST_DATA). test_over_tcp sends some of them through the
+ * libuv transport on 127.0.0.1, test_cold_server sends the first request to a new server, and
+ * test_model_load fails the allocations of creating a server and loading the repository.
+ * Under AddressSanitizer a crash, a use after free or a double free stops the test, and the
  * death callback names the request kind and N.
  */
 #include <setjmp.h>
@@ -20,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -43,6 +47,7 @@
 #include "http/frontend.h"
 #include "http/session.h"
 #include "onnxserve.h"
+#include "server/log.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -96,6 +101,17 @@ static void install_crash_report(void)
     signal(SIGABRT, on_fatal_signal);
     signal(SIGFPE, on_fatal_signal);
 #endif
+}
+
+/* Every event at debug level, written to /dev/null: formatting the log lines of error paths
+ * runs under the sanitizers too. */
+static oxs_logger_t test_logger;
+
+static void open_test_logger(void)
+{
+    oxs_logger_init(&test_logger, OXS_LOG_DEBUG, OXS_LOG_FORMAT_JSON);
+    test_logger.fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_true(test_logger.fd >= 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -168,8 +184,8 @@ static harness_t *harness_open(oxs_server_t *server, const char *default_model)
     assert_non_null(h);
     atomic_init(&h->in_flight, 0);
     oxs_buf_init(&h->output, 0);
-    if (oxs__http_context_init(&h->ctx, server, MAX_BODY, default_model, NULL, &h->in_flight) !=
-        OXS_OK)
+    if (oxs__http_context_init(&h->ctx, server, MAX_BODY, default_model, &test_logger,
+                               &h->in_flight) != OXS_OK)
         return h;
     h->ctx_ready = true;
     h->ctx.metrics_on_http_port = true;
@@ -601,6 +617,9 @@ static void server_options(oxs_options_t *options)
     oxs_options_init(options);
     options->workers = 1;
     options->queue_size = 8;
+    options->log_fn = oxs_log_library_event;
+    options->log_user = &test_logger;
+    options->log_level = OXS_LOG_DEBUG;
 }
 
 /* Returns true when every repository model's version 1 is READY. */
@@ -653,6 +672,7 @@ static int setup_server(void **state)
         return -1;
     *state = fixture;
     install_crash_report();
+    open_test_logger();
     define_kinds();
     if (data == NULL)
         return 0; /* the tests skip */
@@ -688,6 +708,7 @@ static int teardown_server(void **state)
     if (fixture->repo[0] != '\0')
         remove_repository(fixture->repo);
     free_kinds();
+    close(test_logger.fd);
     free(fixture);
     return 0;
 }
@@ -819,7 +840,8 @@ static void check_no_leak(const char *name, size_t nth, size_t before)
             before, after);
     fault_print_site();
 #ifdef FAULT_ASAN
-    /* Names the allocation stacks of blocks that nothing points to any more. */
+    /* Prints the allocation stacks of leaked blocks that nothing points to any more. A block
+     * that a stale stack slot still points to is not reported, so this may print nothing. */
     __lsan_do_recoverable_leak_check();
 #endif
     fail_msg("%s, failing allocation %zu: %zd blocks leaked", name, nth,
@@ -1035,8 +1057,8 @@ static void test_over_tcp(void **state)
     oxs_http_frontend_t *frontend = NULL;
     char error[512] = "";
 
-    if (oxs_http_start(fixture->server, &config, NULL, &frontend, error, sizeof(error)) !=
-        OXS_OK)
+    if (oxs_http_start(fixture->server, &config, &test_logger, &frontend, error,
+                       sizeof(error)) != OXS_OK)
         fail_msg("starting the HTTP frontend: %s", error);
 
     for (size_t i = 0; i < sizeof(tcp_kinds) / sizeof(tcp_kinds[0]); i++) {
