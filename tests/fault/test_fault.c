@@ -448,7 +448,8 @@ static void define_kinds(void)
     static const char batched_body[] = "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],"
                                        "\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}";
     static const char bytes_body[] = "{\"inputs\":[{\"name\":\"text\",\"shape\":[3],"
-                                     "\"datatype\":\"BYTES\",\"data\":[\"a\",\"bc\",\"d\\u00e9f\"]}]}";
+                                     "\"datatype\":\"BYTES\","
+                                     "\"data\":[\"a\",\"bc\",\"d\\u00e9f\"]}]}";
     request_kind_t *k = kinds;
 
     *k = (request_kind_t){.name = "JSON infer", .status = 200, .expected = "\"outputs\""};
@@ -536,6 +537,7 @@ static void free_kinds(void)
 typedef struct fixture {
     oxs_server_t *server;
     char repo[64];
+    char warmup_repo[64]; /* the same models, and "batched" runs a warmup request */
 } fixture_t;
 
 static void write_text(const char *path, const char *text)
@@ -573,9 +575,14 @@ static const char *const repository_models[][2] = {
 #define REPOSITORY_MODEL_COUNT (sizeof(repository_models) / sizeof(repository_models[0]))
 
 /* Builds REPO/NAME/1/model.onnx for each repository model, and a config.json that makes
- * "batched" batch two requests. */
-static void make_repository(const char *data, const char *repo)
+ * "batched" batch two requests and, with warmup, run a warmup request when it loads. A warmup
+ * leaves a pooled request behind, so the repository that the request tests use has none. */
+static void make_repository(const char *data, const char *repo, bool warmup)
 {
+    static const char batching[] =
+        "\"max_batch_size\": 8, \"dynamic_batching\": "
+        "{\"max_queue_delay_us\": 20000, \"preferred_batch_sizes\": [2]}";
+    char config[256];
     char path[PATH_MAX];
     char source[PATH_MAX];
 
@@ -590,8 +597,9 @@ static void make_repository(const char *data, const char *repo)
         copy_file(source, path);
     }
     snprintf(path, sizeof(path), "%s/batched/config.json", repo);
-    write_text(path, "{\"max_batch_size\": 8, \"dynamic_batching\": "
-                     "{\"max_queue_delay_us\": 20000, \"preferred_batch_sizes\": [2]}}");
+    snprintf(config, sizeof(config), "{%s%s}", batching,
+             warmup ? ", \"warmup\": \"random\"" : "");
+    write_text(path, config);
 }
 
 static void remove_repository(const char *repo)
@@ -680,7 +688,11 @@ static int setup_server(void **state)
     snprintf(fixture->repo, sizeof(fixture->repo), "/tmp/oxs-fault-XXXXXX");
     if (mkdtemp(fixture->repo) == NULL)
         return -1;
-    make_repository(data, fixture->repo);
+    make_repository(data, fixture->repo, false);
+    snprintf(fixture->warmup_repo, sizeof(fixture->warmup_repo), "/tmp/oxs-fault-XXXXXX");
+    if (mkdtemp(fixture->warmup_repo) == NULL)
+        return -1;
+    make_repository(data, fixture->warmup_repo, true);
 
     server_options(&options);
     if (oxs_server_create(&options, &fixture->server, error, sizeof(error)) != OXS_OK) {
@@ -707,6 +719,8 @@ static int teardown_server(void **state)
         oxs_server_destroy(fixture->server);
     if (fixture->repo[0] != '\0')
         remove_repository(fixture->repo);
+    if (fixture->warmup_repo[0] != '\0')
+        remove_repository(fixture->warmup_repo);
     free_kinds();
     close(test_logger.fd);
     free(fixture);
@@ -1209,11 +1223,11 @@ static void test_model_load(void **state)
 
     /* The fixture's server keeps ONNX Runtime's environment alive, so each run creates only
      * its own server. One normal run first creates what is created once per process. */
-    run_load(fixture->repo, 0);
+    run_load(fixture->warmup_repo, 0);
 
     for (nth = 1; nth <= MAX_FAILURE_INDEX; nth++) {
         size_t before = fault_live_count();
-        bool injected = run_load(fixture->repo, nth);
+        bool injected = run_load(fixture->warmup_repo, nth);
 
         check_no_leak("model load", nth, before);
         if (!injected)
