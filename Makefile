@@ -93,4 +93,4 @@ fuzz: build-fuzz
 	fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZER)
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-fault
