@@ -1103,6 +1103,11 @@ static int on_start(decoder_t *d, value_kind_t kind)
             snprintf(field, sizeof(field), "inputs[%zu]", d->input_total);
             return fail_type(d, field, "an object", kind);
         }
+        /* Counted here, so the limit is what a long list hears first, before any name check. */
+        if (d->input_total >= (size_t)oxs_request_limits(d->request)->max_inputs)
+            return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                        "request gives too many inputs: the limit set by --max-inputs is %d",
+                        oxs_request_limits(d->request)->max_inputs);
         memset(&d->in, 0, sizeof(d->in));
         d->in.position = d->input_total++;
         d->in.model_index = -1;
@@ -1122,6 +1127,10 @@ static int on_start(decoder_t *d, value_kind_t kind)
             snprintf(field, sizeof(field), "outputs[%zu]", d->output_total);
             return fail_type(d, field, "an object", kind);
         }
+        if (d->output_total >= (size_t)oxs_request_limits(d->request)->max_outputs)
+            return fail(d, OXS_ERR_INVALID_ARGUMENT,
+                        "request names too many outputs: the limit set by --max-outputs is %d",
+                        oxs_request_limits(d->request)->max_outputs);
         d->output_total++;
         d->output_keys_seen = 0;
         d->output_has_name = false;

@@ -176,7 +176,7 @@ static oxs_status_t check_input(oxs_request_t *request, const char *name, size_t
 
     if (request->input_count >= (size_t)limits->max_inputs)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "request has more than %d inputs, the limit set by --max-inputs",
+                         "request gives too many inputs: the limit set by --max-inputs is %d",
                          limits->max_inputs);
     int index = oxs_model_find_input(model, name, name_len);
     if (index < 0) {
@@ -430,7 +430,7 @@ oxs_status_t oxs_request_add_output(oxs_request_t *request, const char *name, si
     int max_outputs = request->server->options.limits.max_outputs;
     if (request->selected_count >= (size_t)max_outputs)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,
-                         "request names more than %d outputs, the limit set by --max-outputs",
+                         "request names too many outputs: the limit set by --max-outputs is %d",
                          max_outputs);
     int index = oxs_model_find_output(model, name, name_len);
     if (index < 0) {

@@ -145,8 +145,9 @@ static const cli_option_t cli_table[] = {
     {.name = "max-request-bytes", .key = "max_request_bytes", .type = CLI_SIZE,
      .offset = FIELD(max_request_bytes), .default_text = "64MiB", .min = 1, .max = 64 * GIB,
      .metavar = "SIZE", .unit = "bytes",
-     .help = "Largest request body accepted. A larger one gets 413 before its body is read. "
-             "Accepts a KiB, MiB or GiB suffix."},
+     .help = "Largest request body accepted, after decompression. A larger one gets 413: "
+             "from its Content-Length before the body is read, from a chunk's size, or while "
+             "decompressing. Accepts a KiB, MiB or GiB suffix (or K, M, G)."},
     {.name = "max-header-bytes", .key = "max_header_bytes", .type = CLI_SIZE,
      .offset = FIELD(max_header_bytes), .default_text = "64KiB", .min = 1 * KIB, .max = 16 * MIB,
      .metavar = "SIZE", .unit = "bytes",
@@ -171,7 +172,7 @@ static const cli_option_t cli_table[] = {
     {.name = "max-tensor-rank", .key = "max_tensor_rank", .type = CLI_INT,
      .offset = FIELD(limits.max_tensor_rank), .default_text = "8", .min = 0, .max = OXS_MAX_DIMS,
      .metavar = "N", .unit = "dims",
-     .help = "Dims of one input tensor's shape. More get 400."},
+     .help = "Dims of one input tensor's shape, at most 16. More get 400."},
     {.name = "max-inputs", .key = "max_inputs", .type = CLI_INT, .offset = FIELD(limits.max_inputs),
      .default_text = "256", .min = 1, .max = 1000000, .metavar = "N", .unit = "inputs",
      .help = "Inputs of one request. More get 400."},

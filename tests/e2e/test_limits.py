@@ -213,13 +213,21 @@ class RequestLimitTest(harness.ServerTestCase):
         response = self.server.post_json("/v2/models/identity/infer", {"inputs": [
             {"name": "x_fp32", "datatype": "FP32", "shape": [1, 1], "data": [1]},
             {"name": "x_int64", "datatype": "INT64", "shape": [1, 1], "data": [1]}]})
-        self.assert_limit_error(response, 400, "--max-inputs", "more than 1 inputs")
+        self.assert_limit_error(response, 400, "--max-inputs", "the limit set by --max-inputs is 1")
+
+    def test_too_many_unknown_inputs(self):
+        # The limit is checked when an input starts, before the names of the extra inputs.
+        inputs = [{"name": "x_fp32", "datatype": "FP32", "shape": [1, 1], "data": [1]}]
+        inputs += [{"name": f"extra{i}", "datatype": "FP32", "shape": [1], "data": [1]}
+                   for i in range(3)]
+        response = self.server.post_json("/v2/models/identity/infer", {"inputs": inputs})
+        self.assert_limit_error(response, 400, "--max-inputs", "the limit set by --max-inputs is 1")
 
     def test_too_many_outputs(self):
         response = self.server.post_json("/v2/models/identity/infer", {
             "outputs": [{"name": "y_fp32"}, {"name": "y_int64"}],
             "inputs": [{"name": "x_fp32", "datatype": "FP32", "shape": [1, 1], "data": [1]}]})
-        self.assert_limit_error(response, 400, "--max-outputs", "more than 1 outputs")
+        self.assert_limit_error(response, 400, "--max-outputs", "the limit set by --max-outputs is 1")
 
     def test_bytes_element_too_large(self):
         response = self.server.post_json("/v2/models/strings/infer", {"inputs": [
