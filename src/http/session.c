@@ -341,6 +341,10 @@ static int on_url(void *user, const char *at, size_t len)
 {
     oxs__http_session_t *session = user;
 
+    /* The method comes before the target, so the log line of a request rejected within its
+     * headers (414, 431) still names it. */
+    if (session->method_name == NULL)
+        session->method_name = oxs__http_parser_method_name(&session->parser);
     oxs_buf_append(&session->target, at, len);
     if (session->target.out_of_memory)
         set_early_error(session, 500, true, "out of memory while reading the request target");

@@ -125,6 +125,9 @@ class RequestLimitTest(harness.ServerTestCase):
         response = self.raw_response(
             f"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
         self.assert_limit_error(response, 431, "--max-headers", "more than 10 header fields")
+        record = self.server.wait_for_log(
+            lambda r: r.get("status") == 431 and r.get("method") == "GET", 10)
+        self.assertIsNotNone(record, "the 431's log line names the method")
 
     def test_ten_headers_accepted(self):
         headers = "".join(f"X-Extra-{i}: {i}\r\n" for i in range(8))
