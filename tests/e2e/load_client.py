@@ -7,6 +7,8 @@ slow test models and compute the outputs a test checks them against.
 Standard library plus numpy, for /usr/bin/python3. Everything talks to 127.0.0.1 only.
 """
 import asyncio
+import http.client
+import io
 import json
 import os
 import re
@@ -146,24 +148,6 @@ def check_slow_reply(reply, expected, rtol=1e-5):
 # ---- asyncio HTTP client -------------------------------------------------------------------
 
 
-class Reply:
-    """One HTTP response: status code, lower-cased header names, body bytes."""
-
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError as error:
-            raise AssertionError(f"response body is not JSON ({error}): {self.body[:500]!r}")
-
-    def __repr__(self):
-        return f"<HTTP {self.status} {self.headers} {self.body[:300]!r}>"
-
-
 class ClosedWithoutReply(Exception):
     """The server closed the connection before sending any byte of a response."""
 
@@ -172,7 +156,7 @@ class PartialReply(Exception):
     """The server closed the connection in the middle of a response."""
 
 
-STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
+STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ?([^\r\n]*)")
 
 
 class Connection:
@@ -193,8 +177,9 @@ class Connection:
         await self.writer.drain()
 
     async def read_reply(self):
-        """Read one response. Raises ClosedWithoutReply when the connection ends (EOF or reset)
-        before its first byte, and PartialReply when it ends in the middle."""
+        """Read one response and return it as a harness.Response. Raises ClosedWithoutReply when
+        the connection ends (EOF or reset) before its first byte, and PartialReply when it ends
+        in the middle."""
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as error:
@@ -209,12 +194,8 @@ class Connection:
         if match is None:
             self.reusable = False
             raise PartialReply(f"not an HTTP/1.1 status line: {head[:200]!r}")
-        headers = {}
-        for line in head.split(b"\r\n")[1:]:
-            if b":" in line:
-                name, value = line.split(b":", 1)
-                headers[name.decode("latin-1").strip().lower()] = \
-                    value.decode("latin-1").strip()
+        # http.client's parser gives case-insensitive names; the blank line in head ends it.
+        headers = http.client.parse_headers(io.BytesIO(head.split(b"\r\n", 1)[1]))
         length = int(headers.get("content-length", "0"))
         try:
             body = await self.reader.readexactly(length)
@@ -223,7 +204,8 @@ class Connection:
             raise PartialReply(f"connection closed inside a {length}-byte body: {error!r}")
         if headers.get("connection", "").lower() == "close":
             self.reusable = False
-        return Reply(int(match.group(1)), headers, body)
+        return harness.Response(int(match.group(1)), match.group(2).decode("latin-1"), headers,
+                                body)
 
     async def wait_closed_without_reply(self, timeout):
         """Return "" when the server closes the connection without sending anything within
