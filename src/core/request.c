@@ -332,17 +332,26 @@ const oxs_limits_t *oxs_request_limits(const oxs_request_t *request)
     return &request->server->options.limits;
 }
 
-oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t *bad_element,
-                             size_t *bad_offset)
+/* Walks count length-prefixed elements of a BYTES buffer in one pass. A malformed buffer gives
+ * OXS_ERR_INVALID_ARGUMENT with *bad_element and *bad_offset where the walk stopped. Otherwise
+ * an element longer than max_element gives OXS_ERR_TOO_LARGE with the first such element and the
+ * offset of its length. */
+static oxs_status_t walk_bytes(const void *data, size_t size, size_t count, size_t max_element,
+                               size_t *bad_element, size_t *bad_offset)
 {
     const unsigned char *bytes = data;
     size_t at = 0;
+    size_t large_element = SIZE_MAX, large_offset = 0;
     for (size_t i = 0; i < count; i++) {
         *bad_element = i;
         *bad_offset = at;
         if (size - at < 4)
             return OXS_ERR_INVALID_ARGUMENT;
         uint32_t len = oxs__load_u32_le(bytes + at);
+        if (len > max_element && large_element == SIZE_MAX) {
+            large_element = i;
+            large_offset = at;
+        }
         at += 4;
         if (len > size - at)
             return OXS_ERR_INVALID_ARGUMENT;
@@ -350,7 +359,20 @@ oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t
     }
     *bad_element = count;
     *bad_offset = at;
-    return at == size ? OXS_OK : OXS_ERR_INVALID_ARGUMENT;
+    if (at != size)
+        return OXS_ERR_INVALID_ARGUMENT;
+    if (large_element != SIZE_MAX) {
+        *bad_element = large_element;
+        *bad_offset = large_offset;
+        return OXS_ERR_TOO_LARGE;
+    }
+    return OXS_OK;
+}
+
+oxs_status_t oxs_bytes_check(const void *data, size_t size, size_t count, size_t *bad_element,
+                             size_t *bad_offset)
+{
+    return walk_bytes(data, size, count, SIZE_MAX, bad_element, bad_offset);
 }
 
 /* Checks that every element of a BOOL input is 0 or 1. Binary data could carry any byte, and
@@ -368,38 +390,26 @@ static oxs_status_t check_bool_input(const oxs_request_t *request, const oxs__in
     return OXS_OK;
 }
 
-/* Checks each element of a well-formed BYTES input against the --max-bytes-element limit. The
- * frontends check their elements before they copy them; this check covers every caller. */
-static oxs_status_t check_bytes_elements(const oxs_request_t *request, const oxs__input_t *input,
-                                         char *error, size_t error_size)
-{
-    size_t max = request->server->options.limits.max_bytes_element;
-    const unsigned char *bytes = input->data;
-    size_t at = 0;
-    for (size_t i = 0; i < input->element_count; i++) {
-        uint32_t len = oxs__load_u32_le(bytes + at);
-        if (len > max)
-            return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
-                             "input \"%s\": BYTES element %zu has %" PRIu32 " bytes, more than "
-                             "the limit of %zu set by --max-bytes-element",
-                             request->model->inputs[input->index].info.name, i, len, max);
-        at += 4 + (size_t)len;
-    }
-    return OXS_OK;
-}
-
 /* Checks that a BYTES input's buffer contains exactly its element count of length-prefixed
- * elements. */
+ * elements, each within the --max-bytes-element limit. The frontends check element sizes before
+ * they copy them; this check covers every caller. */
 static oxs_status_t check_bytes_input(const oxs_request_t *request, const oxs__input_t *input,
                                       char *error, size_t error_size)
 {
     const char *name = request->model->inputs[input->index].info.name;
+    size_t max_element = request->server->options.limits.max_bytes_element;
     size_t element = 0, offset = 0;
-    if (oxs_bytes_check(input->data, input->byte_size, input->element_count, &element,
-                        &offset) == OXS_OK)
-        return check_bytes_elements(request, input, error, error_size);
-
+    oxs_status_t status = walk_bytes(input->data, input->byte_size, input->element_count,
+                                     max_element, &element, &offset);
     const unsigned char *bytes = input->data;
+    if (status == OXS_OK)
+        return OXS_OK;
+    if (status == OXS_ERR_TOO_LARGE)
+        return oxs__fail(OXS_ERR_TOO_LARGE, error, error_size,
+                         "input \"%s\": BYTES element %zu has %" PRIu32 " bytes, more than the "
+                         "limit of %zu set by --max-bytes-element",
+                         name, element, oxs__load_u32_le(bytes + offset), max_element);
+
     size_t left = input->byte_size - offset;
     if (element == input->element_count)
         return oxs__fail(OXS_ERR_INVALID_ARGUMENT, error, error_size,

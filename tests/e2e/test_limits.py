@@ -244,6 +244,16 @@ class RequestLimitTest(harness.ServerTestCase):
                                        {"Inference-Header-Content-Length": "0"})
         self.assert_limit_error(response, 413, "--max-bytes-element", "has 17 bytes")
 
+    def test_bytes_element_too_large_binary_data(self):
+        # BYTES data after a JSON header reaches the tensor as it is, so the library checks it.
+        data = struct.pack("<I", 2) + b"ok" + struct.pack("<I", 17) + b"z" * 17
+        header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                                         "parameters": {"binary_data_size": len(data)}}]}).encode()
+        response = self.server.request("POST", "/v2/models/strings/infer", header + data,
+                                       {"Inference-Header-Content-Length": str(len(header))})
+        self.assert_limit_error(response, 413, "--max-bytes-element",
+                                "BYTES element 1 has 17 bytes, more than the limit of 16")
+
     def test_bytes_element_at_limit(self):
         response = self.server.post_json("/v2/models/strings/infer", {"inputs": [
             {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x" * 16]}]})
