@@ -975,7 +975,7 @@ void oxs_http_stop_accepting(oxs_http_frontend_t *frontend)
         loop_send_command(frontend->loops[i], COMMAND_STOP_ACCEPTING);
 
     /* Waits for the loops to close their listeners, so that no connection is accepted once
-     * this returns, and a log line that says so is true. */
+     * this returns and the caller may log that new connections are refused. */
     const struct timespec pause = {.tv_sec = 0, .tv_nsec = 1000000L};
     for (int waited_ms = 0; waited_ms < STOP_ACCEPTING_WAIT_MS; waited_ms++) {
         bool all_closed = true;

@@ -3,8 +3,8 @@
 
 Each value a client controls and the server computes with (Content-Length, chunk sizes,
 Inference-Header-Content-Length, binary_data_size, BYTES element lengths, shape dims, the
-request deadline, version numbers) gets its edge values. Every bad one is answered with a 4xx
-and a message that names the field, and the server serves a normal request right after."""
+request deadline, version numbers) gets its edge values. Every bad one gets a 4xx status and a
+message that names the field, and the server serves a normal request right after."""
 import json
 import os
 import struct
